@@ -1,0 +1,343 @@
+"""Camera geometry: intrinsics, poses, back-projection, projection, pose paths.
+
+Conventions (DESIGN.md):
+
+* OpenCV cameras: x right, y down, z forward.
+* Poses are camera-to-world 4x4 matrices (``c2w``).
+* Intrinsics ``K`` are 3x3 in pixels of the image they belong to; pixel (i, j)
+  (row i, column j) has its centre at (u, v) = (j + 0.5, i + 0.5), so a
+  centred principal point is (W/2, H/2) and scaling to a latent grid of
+  h x w multiplies fx, cx by w/W and fy, cy by h/H exactly.
+* World frame: metres, right-handed, +z up, floor at z = 0.
+* Depth is z-depth in metres, ``inf`` where nothing was hit.
+
+Everything here is torch, float32 unless stated, and batched where a leading
+dimension makes sense. This module is the one home of the pose maths; every
+other module calls it rather than re-deriving a rotation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+Tensorish = "torch.Tensor | np.ndarray | Sequence[float]"
+
+WORLD_UP = (0.0, 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def as_tensor(x, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Convert numpy arrays, lists or tensors to a tensor of ``dtype``."""
+    if isinstance(x, torch.Tensor):
+        return x.to(dtype=dtype, device=device if device is not None else x.device)
+    return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
+
+
+def check_pose(c2w, name: str = "c2w") -> torch.Tensor:
+    """Return ``c2w`` as a float32 tensor (..., 4, 4) or raise a clear ValueError."""
+    c2w = as_tensor(c2w)
+    if c2w.ndim < 2 or tuple(c2w.shape[-2:]) != (4, 4):
+        raise ValueError(f"{name} must be a 4x4 camera-to-world matrix (optionally batched as ...x4x4), got shape {tuple(c2w.shape)}")
+    if not torch.isfinite(c2w).all():
+        raise ValueError(f"{name} contains NaN or inf; poses must be finite")
+    return c2w
+
+
+def check_intrinsics(K, name: str = "K") -> torch.Tensor:
+    """Return ``K`` as a float32 3x3 tensor or raise a clear ValueError."""
+    K = as_tensor(K)
+    if tuple(K.shape) != (3, 3):
+        raise ValueError(f"{name} must be a 3x3 intrinsics matrix, got shape {tuple(K.shape)}")
+    if not torch.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise ValueError(f"{name} must be finite with positive focal lengths fx, fy; got {K.tolist()}")
+    return K
+
+
+def check_size(height, width) -> tuple[int, int]:
+    """Validate an image size; return it as python ints."""
+    for name, v in (("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(height), int(width)
+
+
+# ----------------------------------------------------------------------- intrinsics
+
+
+def intrinsics_from_fov(fov_deg: float, height: int, width: int) -> torch.Tensor:
+    """Pinhole intrinsics with horizontal field of view ``fov_deg``, square pixels,
+    principal point at the image centre (W/2, H/2)."""
+    height, width = check_size(height, width)
+    if not (0.0 < float(fov_deg) < 180.0):
+        raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg!r}")
+    f = 0.5 * width / math.tan(math.radians(float(fov_deg)) / 2.0)
+    return torch.tensor([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]], dtype=torch.float32)
+
+
+def scale_intrinsics(K, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:
+    """Intrinsics of the same camera on a grid of ``to_hw`` instead of ``from_hw``
+    (e.g. an image's K scaled to its latent grid). Exact under the
+    pixel-centre convention: fx, cx scale by w/W; fy, cy by h/H."""
+    K = check_intrinsics(K).clone()
+    H, W = check_size(*from_hw)
+    h, w = check_size(*to_hw)
+    K[0, :] *= w / W
+    K[1, :] *= h / H
+    return K
+
+
+# ----------------------------------------------------------------------------- poses
+
+
+def pose_from_yaw_pitch(position, yaw: float, pitch: float) -> torch.Tensor:
+    """Camera-to-world pose of a camera at ``position`` looking along heading
+    ``yaw`` (radians, counter-clockwise from +x about +z) tilted up by ``pitch``
+    (radians). Roll is always zero: the camera's x axis stays horizontal."""
+    yaw_t = torch.as_tensor(yaw, dtype=torch.float32)
+    pitch_t = torch.as_tensor(pitch, dtype=torch.float32)
+    cy, sy = torch.cos(yaw_t), torch.sin(yaw_t)
+    cp, sp = torch.cos(pitch_t), torch.sin(pitch_t)
+    forward = torch.stack([cp * cy, cp * sy, sp])
+    right = torch.stack([sy, -cy, torch.zeros_like(sy)])
+    down = torch.linalg.cross(forward, right)
+    c2w = torch.eye(4, dtype=torch.float32)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2] = right, down, forward
+    c2w[:3, 3] = as_tensor(position)
+    return c2w
+
+
+def yaw_pitch_from_pose(c2w) -> tuple[float, float]:
+    """Inverse of :func:`pose_from_yaw_pitch` for roll-free poses."""
+    forward = check_pose(c2w)[:3, 2]
+    yaw = math.atan2(float(forward[1]), float(forward[0]))
+    pitch = math.asin(max(-1.0, min(1.0, float(forward[2]))))
+    return yaw, pitch
+
+
+def look_at(eye, target, up=WORLD_UP) -> torch.Tensor:
+    """Camera-to-world pose at ``eye`` looking at ``target`` with image-up
+    along ``up`` (OpenCV: the camera's y axis points opposite to ``up``)."""
+    eye_t, target_t, up_t = as_tensor(eye), as_tensor(target), as_tensor(up)
+    forward = target_t - eye_t
+    if forward.norm() < 1e-9:
+        raise ValueError("look_at: eye and target coincide")
+    forward = forward / forward.norm()
+    right = torch.linalg.cross(forward, up_t)
+    if right.norm() < 1e-6:
+        raise ValueError("look_at: viewing direction is parallel to up; choose another up vector")
+    right = right / right.norm()
+    down = torch.linalg.cross(forward, right)
+    c2w = torch.eye(4, dtype=torch.float32)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = right, down, forward, eye_t
+    return c2w
+
+
+def invert_pose(c2w) -> torch.Tensor:
+    """Inverse of a rigid transform (..., 4, 4), computed as [R^T | -R^T t]."""
+    c2w = as_tensor(c2w)
+    R, t = c2w[..., :3, :3], c2w[..., :3, 3:]
+    inv = torch.zeros_like(c2w)
+    inv[..., :3, :3] = R.transpose(-1, -2)
+    inv[..., :3, 3:] = -R.transpose(-1, -2) @ t
+    inv[..., 3, 3] = 1.0
+    return inv
+
+
+def relative_pose(c2w_from, c2w_to) -> torch.Tensor:
+    """Pose of camera ``to`` expressed in the frame of camera ``from``."""
+    return invert_pose(c2w_from) @ as_tensor(c2w_to)
+
+
+# ----------------------------------------------------------------------- quaternions
+
+
+def matrix_to_quaternion(R) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) to unit quaternions (..., 4) as (w, x, y, z),
+    with w >= 0 so each rotation has one representation."""
+    R = as_tensor(R)
+    m = R.reshape(-1, 3, 3)
+    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    # Candidate quaternions from each of the four largest-component formulas;
+    # pick per matrix the numerically best one (Shepperd's method, vectorised).
+    diag = torch.stack([trace, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], dim=1)
+    best = diag.argmax(dim=1)
+    q = torch.empty(m.shape[0], 4, dtype=m.dtype, device=m.device)
+    s0 = torch.sqrt(torch.clamp(1.0 + trace, min=1e-12)) * 2
+    q0 = torch.stack([0.25 * s0, (m[:, 2, 1] - m[:, 1, 2]) / s0, (m[:, 0, 2] - m[:, 2, 0]) / s0, (m[:, 1, 0] - m[:, 0, 1]) / s0], 1)
+    s1 = torch.sqrt(torch.clamp(1.0 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], min=1e-12)) * 2
+    q1 = torch.stack([(m[:, 2, 1] - m[:, 1, 2]) / s1, 0.25 * s1, (m[:, 0, 1] + m[:, 1, 0]) / s1, (m[:, 0, 2] + m[:, 2, 0]) / s1], 1)
+    s2 = torch.sqrt(torch.clamp(1.0 + m[:, 1, 1] - m[:, 0, 0] - m[:, 2, 2], min=1e-12)) * 2
+    q2 = torch.stack([(m[:, 0, 2] - m[:, 2, 0]) / s2, (m[:, 0, 1] + m[:, 1, 0]) / s2, 0.25 * s2, (m[:, 1, 2] + m[:, 2, 1]) / s2], 1)
+    s3 = torch.sqrt(torch.clamp(1.0 + m[:, 2, 2] - m[:, 0, 0] - m[:, 1, 1], min=1e-12)) * 2
+    q3 = torch.stack([(m[:, 1, 0] - m[:, 0, 1]) / s3, (m[:, 0, 2] + m[:, 2, 0]) / s3, (m[:, 1, 2] + m[:, 2, 1]) / s3, 0.25 * s3], 1)
+    candidates = torch.stack([q0, q1, q2, q3], dim=1)  # (N, 4 formulas, 4)
+    q = candidates[torch.arange(m.shape[0]), best]
+    q = q / q.norm(dim=-1, keepdim=True)
+    q = torch.where(q[:, :1] < 0, -q, q)
+    return q.reshape(*R.shape[:-2], 4)
+
+
+def quaternion_to_matrix(q) -> torch.Tensor:
+    """Unit quaternions (..., 4) as (w, x, y, z) to rotation matrices (..., 3, 3)."""
+    q = as_tensor(q)
+    q = q / q.norm(dim=-1, keepdim=True)
+    w, x, y, z = q.unbind(-1)
+    rows = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]
+    return torch.stack(rows, dim=-1).reshape(*q.shape[:-1], 3, 3)
+
+
+def pose_to_vec7(c2w) -> torch.Tensor:
+    """Pose (..., 4, 4) to (..., 7): position xyz then unit quaternion wxyz."""
+    c2w = check_pose(c2w)
+    return torch.cat([c2w[..., :3, 3], matrix_to_quaternion(c2w[..., :3, :3])], dim=-1)
+
+
+def vec7_to_pose(vec) -> torch.Tensor:
+    """Inverse of :func:`pose_to_vec7`."""
+    vec = as_tensor(vec)
+    c2w = torch.zeros(*vec.shape[:-1], 4, 4, dtype=vec.dtype, device=vec.device)
+    c2w[..., :3, :3] = quaternion_to_matrix(vec[..., 3:])
+    c2w[..., :3, 3] = vec[..., :3]
+    c2w[..., 3, 3] = 1.0
+    return c2w
+
+
+# ------------------------------------------------------------------- interpolation
+
+
+def slerp(q0, q1, t) -> torch.Tensor:
+    """Spherical linear interpolation between unit quaternions q0, q1 (4,) at
+    fractions ``t`` (T,); returns (T, 4). Takes the short way round."""
+    q0, q1, t = as_tensor(q0), as_tensor(q1), as_tensor(t).reshape(-1, 1)
+    dot = float((q0 * q1).sum())
+    if dot < 0.0:
+        q1, dot = -q1, -dot
+    if dot > 0.9995:  # nearly parallel: linear interpolation is exact enough and stable
+        q = q0 + t * (q1 - q0)
+        return q / q.norm(dim=-1, keepdim=True)
+    theta = math.acos(dot)
+    sin_theta = math.sin(theta)
+    q = (torch.sin((1 - t) * theta) * q0 + torch.sin(t * theta) * q1) / sin_theta
+    return q / q.norm(dim=-1, keepdim=True)
+
+
+def interpolate_poses(c2w_start, c2w_end, t) -> torch.Tensor:
+    """Poses along the path from ``c2w_start`` to ``c2w_end`` at fractions ``t``
+    (T,): rotation by slerp, position linearly (the constant-velocity camera
+    path a video model is conditioned on). Returns (T, 4, 4); t = 0 and t = 1
+    return the endpoints exactly."""
+    a, b = check_pose(c2w_start, "c2w_start"), check_pose(c2w_end, "c2w_end")
+    t = as_tensor(t).reshape(-1)
+    q = slerp(matrix_to_quaternion(a[:3, :3]), matrix_to_quaternion(b[:3, :3]), t)
+    out = torch.zeros(t.shape[0], 4, 4)
+    out[:, :3, :3] = quaternion_to_matrix(q)
+    out[:, :3, 3] = a[:3, 3] + t[:, None] * (b[:3, 3] - a[:3, 3])
+    out[:, 3, 3] = 1.0
+    out[t == 0] = a
+    out[t == 1] = b
+    return out
+
+
+def camera_path(c2w_start, c2w_end, num_frames: int) -> torch.Tensor:
+    """The ``num_frames`` poses of one segment: fractions 1/K, 2/K, ..., 1, so
+    the segment starts just after the current pose and ends at the target."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    t = torch.arange(1, num_frames + 1, dtype=torch.float32) / num_frames
+    return interpolate_poses(c2w_start, c2w_end, t)
+
+
+# ------------------------------------------------------- back-projection / projection
+
+
+def pixel_centers(height: int, width: int, device=None) -> torch.Tensor:
+    """(H, W, 2) pixel-centre coordinates (u, v) = (j + 0.5, i + 0.5)."""
+    v = torch.arange(height, dtype=torch.float32, device=device) + 0.5
+    u = torch.arange(width, dtype=torch.float32, device=device) + 0.5
+    vv, uu = torch.meshgrid(v, u, indexing="ij")
+    return torch.stack([uu, vv], dim=-1)
+
+
+def backproject(depth, K, c2w) -> torch.Tensor:
+    """Lift every pixel of ``depth`` (..., H, W) to world points (..., H, W, 3).
+
+    ``c2w`` is (4, 4) or batched like ``depth``'s leading dims. Pixels with
+    non-finite depth give non-finite points; callers mask them.
+    """
+    depth = as_tensor(depth)
+    K = check_intrinsics(K).to(depth.device)
+    c2w = check_pose(c2w).to(depth.device)
+    H, W = depth.shape[-2:]
+    uv = pixel_centers(H, W, device=depth.device)
+    x = (uv[..., 0] - K[0, 2]) / K[0, 0]
+    y = (uv[..., 1] - K[1, 2]) / K[1, 1]
+    rays = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (H, W, 3), z = 1
+    cam = rays * depth[..., None]  # (..., H, W, 3)
+    R = c2w[..., :3, :3]
+    t = c2w[..., :3, 3]
+    # world = R @ cam + t, broadcasting (..., 1, 1, 3, 3) over pixels
+    world = torch.einsum("...ij,...hwj->...hwi", R, cam) + t[..., None, None, :]
+    return world
+
+
+def world_to_camera(points, c2w) -> torch.Tensor:
+    """World points (N, 3) into the frames of poses (..., 4, 4): (..., N, 3)."""
+    points = as_tensor(points)
+    w2c = invert_pose(check_pose(c2w).to(points.device))
+    return points @ w2c[..., :3, :3].transpose(-1, -2) + w2c[..., None, :3, 3]
+
+
+def project(points, K, c2w) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project world points (N, 3) into cameras ``c2w`` (..., 4, 4).
+
+    Returns ``uv`` (..., N, 2) continuous pixel coordinates (pixel (i, j) spans
+    u in [j, j+1), v in [i, i+1)) and ``z`` (..., N) camera z-depth. Points
+    with z <= 0 are behind the camera; their uv is meaningless and callers
+    mask them by z.
+    """
+    K = check_intrinsics(K).to(as_tensor(points).device)
+    cam = world_to_camera(points, c2w)
+    z = cam[..., 2]
+    safe_z = torch.where(z.abs() < 1e-8, torch.full_like(z, 1e-8), z)
+    u = K[0, 0] * cam[..., 0] / safe_z + K[0, 2]
+    v = K[1, 1] * cam[..., 1] / safe_z + K[1, 2]
+    return torch.stack([u, v], dim=-1), z
+
+
+def depth_to_grid(depth, height: int, width: int) -> torch.Tensor:
+    """Reduce a full-resolution depth map (..., H, W) to a latent grid
+    (..., h, w) whose size divides it. Each cell takes the lower median of
+    its block, so a cell on a depth edge lands on one of the two surfaces
+    instead of floating between them; a cell whose median is sky is inf."""
+    depth = as_tensor(depth)
+    H, W = depth.shape[-2:]
+    if H % height or W % width:
+        raise ValueError(f"latent grid {height}x{width} must divide the depth map {H}x{W}")
+    fy, fx = H // height, W // width
+    lead = depth.shape[:-2]
+    blocks = depth.reshape(*lead, height, fy, width, fx).transpose(-3, -2).reshape(*lead, height, width, fy * fx)
+    return blocks.median(dim=-1).values
+
+
+def mask_to_grid(mask, height: int, width: int) -> torch.Tensor:
+    """Reduce a boolean mask (..., H, W) to a grid (..., h, w): a cell is True
+    only if every pixel of its block is True (conservative, for the static
+    filter: one moving pixel keeps the whole token out of memory)."""
+    mask = torch.as_tensor(np.asarray(mask)) if not isinstance(mask, torch.Tensor) else mask
+    H, W = mask.shape[-2:]
+    if H % height or W % width:
+        raise ValueError(f"latent grid {height}x{width} must divide the mask {H}x{W}")
+    fy, fx = H // height, W // width
+    lead = mask.shape[:-2]
+    blocks = mask.bool().reshape(*lead, height, fy, width, fx)
+    return blocks.all(dim=-1).all(dim=-2)
