@@ -1,0 +1,121 @@
+"""Agent actions and how they move the camera.
+
+The agent is a level camera body at eye height: position (x, y, z), heading
+``yaw`` and head ``pitch``. An action changes that body state; the env then
+turns the old and new states into a camera path (geometry.camera_path).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+from gymnasium import spaces
+
+from ..geometry import pose_from_yaw_pitch
+
+
+class Action(IntEnum):
+    """Discrete actions. Values are stable: datasets store them as ints."""
+
+    STAY = 0
+    FORWARD = 1
+    BACKWARD = 2
+    TURN_LEFT = 3
+    TURN_RIGHT = 4
+    LOOK_UP = 5
+    LOOK_DOWN = 6
+    STRAFE_LEFT = 7
+    STRAFE_RIGHT = 8
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Step sizes of one action (the continuous action scales the same maxima)."""
+
+    move_m: float = 0.25
+    turn_deg: float = 15.0
+    look_deg: float = 10.0
+    max_pitch_deg: float = 60.0
+
+
+@dataclass
+class AgentState:
+    """Where the camera body is. Plain floats: no drift over long episodes."""
+
+    x: float
+    y: float
+    z: float
+    yaw: float  # radians, counter-clockwise from +x
+    pitch: float = 0.0  # radians, positive looks up
+
+    @property
+    def position(self) -> np.ndarray:
+        return np.array([self.x, self.y, self.z], dtype=np.float64)
+
+    def c2w(self):
+        return pose_from_yaw_pitch(self.position, self.yaw, self.pitch)
+
+    def as_list(self) -> list[float]:
+        return [self.x, self.y, self.z, self.yaw, self.pitch]
+
+
+# (forward, strafe-right, yaw-left, pitch-up) in units of the maxima
+_DISCRETE_MOTION = {
+    Action.STAY: (0, 0, 0, 0),
+    Action.FORWARD: (1, 0, 0, 0),
+    Action.BACKWARD: (-1, 0, 0, 0),
+    Action.TURN_LEFT: (0, 0, 1, 0),
+    Action.TURN_RIGHT: (0, 0, -1, 0),
+    Action.LOOK_UP: (0, 0, 0, 1),
+    Action.LOOK_DOWN: (0, 0, 0, -1),
+    Action.STRAFE_LEFT: (0, -1, 0, 0),
+    Action.STRAFE_RIGHT: (0, 1, 0, 0),
+}
+
+
+def action_space(action_type: str) -> spaces.Space:
+    if action_type == "discrete":
+        return spaces.Discrete(len(Action))
+    if action_type == "continuous":
+        # forward, strafe (right positive), yaw (left positive), pitch (up positive)
+        return spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+    raise ValueError(f"action_type must be 'discrete' or 'continuous', got {action_type!r}")
+
+
+def action_to_motion(action, action_type: str) -> np.ndarray:
+    """Validate an action and return its (forward, strafe, yaw, pitch) in [-1, 1]."""
+    if action_type == "discrete":
+        try:
+            value = int(action)
+            if isinstance(action, (float, np.floating)) and float(action) != value:
+                raise ValueError
+            a = Action(value)
+        except (TypeError, ValueError):
+            valid = ", ".join(f"{m.value}={m.name}" for m in Action)
+            raise ValueError(f"invalid discrete action {action!r}; valid actions: {valid}") from None
+        return np.asarray(_DISCRETE_MOTION[a], dtype=np.float64)
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape != (4,):
+        raise ValueError(f"continuous action must have shape (4,) = (forward, strafe, yaw, pitch), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"continuous action contains NaN or inf: {a.tolist()}")
+    if (np.abs(a) > 1.0 + 1e-6).any():
+        raise ValueError(f"continuous action must lie in [-1, 1] per component, got {a.tolist()}")
+    return np.clip(a, -1.0, 1.0)
+
+
+def apply_motion(state: AgentState, motion: np.ndarray, cfg: MotionConfig) -> AgentState:
+    """The body state after a motion, ignoring collisions (the env checks those)."""
+    forward, strafe, turn, look = (float(v) for v in motion)
+    yaw = state.yaw + math.radians(cfg.turn_deg) * turn
+    yaw = math.atan2(math.sin(yaw), math.cos(yaw))  # keep in (-pi, pi]
+    max_pitch = math.radians(cfg.max_pitch_deg)
+    pitch = min(max_pitch, max(-max_pitch, state.pitch + math.radians(cfg.look_deg) * look))
+    # Moves are horizontal along the heading, whatever the pitch.
+    c, s = math.cos(state.yaw), math.sin(state.yaw)
+    dx = cfg.move_m * (forward * c + strafe * s)
+    dy = cfg.move_m * (forward * s - strafe * c)
+    return AgentState(state.x + dx, state.y + dy, state.z, yaw, pitch)

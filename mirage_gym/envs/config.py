@@ -1,0 +1,102 @@
+"""The env's configuration: one dataclass, filled from gym.make kwargs or a YAML file.
+
+Every field is JSON-serialisable so Minari can rebuild an env from its spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MEMORY_KINDS = ("latent", "rgb", "none")
+TASKS = ("explore", "goal", "none")
+DEPTH_SOURCES = ("auto", "model", "scene")
+SCENE_SPLITS = ("train", "eval")
+
+
+@dataclass
+class EnvConfig:
+    """All knobs of MirageRoom; see MirageRoomEnv's docstring for their meaning."""
+
+    world_model: Any = "tiny"  # "tiny" | "oracle" | path | {"name": ..., ...} | WorldModel
+    memory: str = "latent"  # "latent" (Mirage) | "rgb" (pixel-space baseline) | "none"
+    frames_per_step: int = 4  # K frames generated per action
+    obs_size: Any = 64  # int or [H, W]
+    memory_obs: bool = False  # add obs["memory"]: warped latent + mask at the current pose
+    action_type: str = "discrete"  # "discrete" | "continuous"
+    task: str = "explore"  # "explore" | "goal" | "none"
+    return_gt: bool = False  # add info["gt_rgb"]
+    device: str = "cpu"
+    depth_source: str = "auto"  # depth for memory writes: "model" head, "scene" ground truth, "auto"
+    scene: Any = None  # None: procedural rooms; a path to an image: start from a photo
+    scene_seeds: Any = "train"  # "train" (< 1e6) | "eval" (>= 1e6) | int | list of ints
+    fov_deg: float = 90.0  # horizontal field of view
+    fps: float = 8.0  # scene time per generated frame is 1 / fps seconds
+    voxel_size: float = 0.15  # latent memory dedup voxel (m); the rgb memory uses voxel_size / downsample
+    memory_capacity: int = 60_000  # tokens (latent) or points x downsample^2 (rgb)
+    move_m: float = 0.25
+    turn_deg: float = 15.0
+    look_deg: float = 10.0
+    max_pitch_deg: float = 60.0
+    coverage_target: float = 0.8  # explore: episode ends at this coverage
+    goal_radius_m: float = 0.75  # goal: success within this distance of the target's surface
+    goal_bonus: float = 10.0
+    render_size: int = 256  # height of the render() debug view
+    model_kwargs: dict = field(default_factory=dict)  # extra kwargs for load_world_model
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> "EnvConfig":
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            raise TypeError(f"MirageRoom got unknown argument(s) {unknown}; valid arguments: {', '.join(names)}")
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        s = self.obs_size
+        return (int(s), int(s)) if isinstance(s, (int, float)) else (int(s[0]), int(s[1]))
+
+    def validate(self) -> None:
+        def choice(name, value, options):
+            if value not in options:
+                raise ValueError(f"{name}={value!r} is not valid; choose one of {list(options)}")
+
+        choice("memory", self.memory, MEMORY_KINDS)
+        choice("task", self.task, TASKS)
+        choice("depth_source", self.depth_source, DEPTH_SOURCES)
+        choice("action_type", self.action_type, ("discrete", "continuous"))
+        if isinstance(self.frames_per_step, bool) or not isinstance(self.frames_per_step, int) or self.frames_per_step < 1:
+            raise ValueError(f"frames_per_step must be a positive integer, got {self.frames_per_step!r}")
+        s = self.obs_size
+        sizes = [s] if isinstance(s, (int, float)) else list(s) if isinstance(s, (list, tuple)) else None
+        if not sizes or len(sizes) not in (1, 2) or any(isinstance(v, bool) or int(v) != v or v < 8 for v in sizes):
+            raise ValueError(f"obs_size must be an integer >= 8 or [height, width], got {s!r}")
+        if isinstance(self.scene_seeds, str):
+            choice("scene_seeds", self.scene_seeds, SCENE_SPLITS)
+        elif isinstance(self.scene_seeds, (list, tuple)):
+            if not self.scene_seeds or not all(isinstance(v, int) and v >= 0 for v in self.scene_seeds):
+                raise ValueError(f"scene_seeds list must hold non-negative ints, got {self.scene_seeds!r}")
+        elif not (isinstance(self.scene_seeds, int) and self.scene_seeds >= 0):
+            raise ValueError(f"scene_seeds must be 'train', 'eval', a non-negative int or a list of them, got {self.scene_seeds!r}")
+        for name in ("fov_deg", "fps", "voxel_size", "move_m", "turn_deg", "look_deg", "max_pitch_deg", "goal_radius_m"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        if not 0.0 < self.fov_deg < 170.0:
+            raise ValueError(f"fov_deg must be in (0, 170), got {self.fov_deg!r}")
+        if not 0.0 < self.coverage_target <= 1.0:
+            raise ValueError(f"coverage_target must be in (0, 1], got {self.coverage_target!r}")
+        if not isinstance(self.memory_capacity, int) or self.memory_capacity < 1:
+            raise ValueError(f"memory_capacity must be a positive integer, got {self.memory_capacity!r}")
+        if self.scene is not None and self.task != "none":
+            raise ValueError(f"task={self.task!r} needs the ground truth of a procedural room, which a photo scene lacks; use task='none'")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if not isinstance(self.world_model, (str, dict)):
+            d["world_model"] = getattr(self.world_model, "name", type(self.world_model).__name__)
+        return d

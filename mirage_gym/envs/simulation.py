@@ -1,0 +1,412 @@
+"""The maths of MirageRoom for a batch of episodes, shared by the single env
+and its vector twin (the single env is a batch of one).
+
+One step, for every stepped episode at once (DESIGN.md):
+
+    action -> camera path (K poses)            actions.apply_motion, geometry.camera_path
+           -> memory read at the K poses       warped latents + masks + depth
+           -> world_model.generate             K new latents (+ depth, static prob)
+           -> world_model.decode_segment       K frames
+           -> memory write (static filter)     the generated latents themselves
+           -> task: reward, terminated         ground-truth coverage / distance
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..geometry import (camera_path, depth_to_grid, intrinsics_from_fov, mask_to_grid, pose_to_vec7, scale_intrinsics,
+                        yaw_pitch_from_pose)
+from ..images import to_model, to_uint8
+from ..memory import LatentSpatialMemory, RGBPointCloudMemory
+from ..models import SegmentRequest, load_world_model
+from ..scenes import HELD_OUT_SEED_START, ProceduralRoom
+from .actions import AgentState, MotionConfig, apply_motion
+from .config import EnvConfig
+from .coverage import CoverageMap
+from .tasks import Task, make_task
+
+STATE_VERSION = 1
+
+
+@dataclass
+class Episode:
+    """Everything that changes during one episode (a snapshot copies all of it)."""
+
+    rng: np.random.Generator
+    generator: torch.Generator
+    scene: object = None
+    agent: AgentState = None
+    time: float = 0.0
+    steps: int = 0
+    memory: object = None
+    coverage: CoverageMap = None
+    task: Task = None
+    context_latent: torch.Tensor = None  # (C, h, w)
+    context_c2w: torch.Tensor = None  # (4, 4)
+    last_rgb: np.ndarray = None  # (H, W, 3) the frame the agent sees now
+
+
+@dataclass
+class StepResult:
+    obs: dict
+    reward: float
+    terminated: bool
+    info: dict
+
+
+class MirageSimulation:
+    """Holds the world model (shared) and B episodes (each with its own memory)."""
+
+    def __init__(self, cfg: EnvConfig, num_episodes: int):
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        H, W = cfg.image_size
+        self.world_model = load_world_model(cfg.world_model, image_size=(H, W), device=cfg.device, **cfg.model_kwargs)
+        if tuple(self.world_model.image_size) != (H, W):
+            raise ValueError(f"world model {self.world_model.name!r} makes {self.world_model.image_size} frames but obs_size is {(H, W)}; "
+                             f"set obs_size={list(self.world_model.image_size)}")
+        self.image_size = (H, W)
+        self.latent_size = self.world_model.latent_size
+        self.K_image = intrinsics_from_fov(cfg.fov_deg, H, W)
+        self.K_latent = scale_intrinsics(self.K_image, (H, W), self.latent_size)
+        self.motion = MotionConfig(cfg.move_m, cfg.turn_deg, cfg.look_deg, cfg.max_pitch_deg)
+        if cfg.depth_source == "auto":
+            self.depth_from_scene = self.world_model.needs_scene
+        else:
+            self.depth_from_scene = cfg.depth_source == "scene"
+        if self.depth_from_scene and cfg.scene is not None:
+            raise ValueError("depth_source='scene' needs a procedural room; a photo has no ground-truth depth beyond its first view")
+        self.episodes = [Episode(rng=np.random.default_rng(i), generator=torch.Generator(device=self.device).manual_seed(i))
+                         for i in range(num_episodes)]
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def latent_channels(self) -> int:
+        return self.world_model.latent_channels
+
+    def _new_memory(self):
+        f = self.world_model.downsample
+        if self.cfg.memory == "latent":
+            return LatentSpatialMemory(voxel_size=self.cfg.voxel_size, capacity=self.cfg.memory_capacity, device=self.device)
+        if self.cfg.memory == "rgb":
+            return RGBPointCloudMemory(voxel_size=self.cfg.voxel_size / f, capacity=self.cfg.memory_capacity * f * f, device=self.device)
+        return None
+
+    def _scene_seed(self, rng: np.random.Generator, options: dict) -> int:
+        if "scene_seed" in options:
+            seed = options["scene_seed"]
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+                raise ValueError(f"options['scene_seed'] must be a non-negative int, got {seed!r}")
+            return int(seed)
+        spec = self.cfg.scene_seeds
+        if spec == "train":
+            return int(rng.integers(0, HELD_OUT_SEED_START))
+        if spec == "eval":
+            return int(rng.integers(HELD_OUT_SEED_START, 2 * HELD_OUT_SEED_START))
+        if isinstance(spec, (list, tuple)):
+            return int(spec[int(rng.integers(len(spec)))])
+        return int(spec)
+
+    def _render_truth(self, scene, c2w, t: float, size=None, K=None):
+        H, W = size or self.image_size
+        return scene.render(c2w, self.K_image if K is None else K, H, W, t=t)
+
+    def _static_depth(self, depth: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        return torch.where(static.bool(), depth, torch.full_like(depth, math.inf))
+
+    # ------------------------------------------------------------------ reset
+
+    def reset_episode(self, index: int, rng: np.random.Generator, options: dict | None = None) -> tuple[dict, dict]:
+        """Start episode ``index`` with the env's seeded ``rng``."""
+        options = dict(options or {})
+        unknown = set(options) - {"scene_seed", "pose"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; valid options: 'scene_seed', 'pose' ([x, y, yaw_deg])")
+        seed = self._scene_seed(rng, options)
+        ep = self.episodes[index]
+        ep.rng = rng
+        ep.generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
+        if ep.scene is None or ep.scene.seed != seed:
+            ep.scene = ProceduralRoom(seed)
+        scene = ep.scene
+        if "pose" in options:
+            pose = np.asarray(options["pose"], dtype=np.float64)
+            if pose.shape != (3,) or not np.isfinite(pose).all():
+                raise ValueError(f"options['pose'] must be [x, y, yaw_deg] (finite), got {options['pose']!r}")
+            if not scene.is_free(np.array([pose[0], pose[1], scene.eye_height])):
+                raise ValueError(f"options['pose'] position {pose[:2].tolist()} is not free space in scene {seed}")
+            ep.agent = AgentState(float(pose[0]), float(pose[1]), float(scene.eye_height), math.radians(pose[2]), 0.0)
+        else:
+            c2w = scene.sample_pose(rng)
+            yaw, pitch = yaw_pitch_from_pose(c2w)
+            x, y, z = (float(v) for v in np.asarray(c2w)[:3, 3])
+            ep.agent = AgentState(x, y, z, yaw, pitch)
+        ep.time, ep.steps = 0.0, 0
+        ep.memory = self._new_memory()
+        ep.coverage = CoverageMap(scene, self.cfg.voxel_size) if self.cfg.task == "explore" else None
+        ep.task = make_task(self.cfg)
+        task_info = ep.task.reset(scene, ep.agent.position, rng)
+
+        # The start image is a real render of the room, as Mirage starts from a real image.
+        c2w = ep.agent.c2w()
+        truth = self._render_truth(scene, c2w, 0.0)
+        image = to_model(truth["rgb"], device=self.device)  # (1, 3, H, W)
+        with torch.no_grad():
+            latent = self.world_model.encode(image)[0]
+        depth_full = torch.from_numpy(truth["depth"])
+        static_full = torch.from_numpy(truth["static"])
+        h, w = self.latent_size
+        if self.depth_from_scene:
+            depth, static = depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)
+        else:
+            with torch.no_grad():
+                depth, static_prob = self.world_model.estimate_geometry(latent[None], image)
+            depth, static = depth[0].cpu(), static_prob[0].cpu() > 0.5
+        self._write(ep, latent, depth, static, c2w, truth["rgb"], depth_full, static_full)
+        ep.context_latent, ep.context_c2w = latent, c2w
+        if ep.coverage is not None:
+            ep.coverage.update(self._static_depth(depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)), self.K_latent, c2w)
+        info = self._info(ep, truth["rgb"][None], collided=False)
+        info.update(task_info)
+        if self.cfg.return_gt:
+            info["gt_rgb"] = truth["rgb"]
+        return self._obs(ep, truth["rgb"]), info
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, indices: list[int], motions: list[np.ndarray]) -> list[StepResult]:
+        """Advance episodes ``indices`` by one action each, in one batched model call."""
+        cfg, K = self.cfg, self.cfg.frames_per_step
+        eps = [self.episodes[i] for i in indices]
+        collided, paths, times = [], [], []
+        for ep, motion in zip(eps, motions):
+            target = apply_motion(ep.agent, motion, self.motion)
+            blocked = not self._can_move(ep.scene, ep.agent, target)
+            if blocked:  # a blocked move stays put; rotations still apply
+                target = AgentState(ep.agent.x, ep.agent.y, ep.agent.z, target.yaw, target.pitch)
+            collided.append(blocked)
+            paths.append(camera_path(ep.agent.c2w(), target.c2w(), K))
+            times.append(ep.time + (torch.arange(1, K + 1, dtype=torch.float32) / cfg.fps))
+            ep.agent = target
+        paths_t = torch.stack(paths)  # (B, K, 4, 4)
+        times_t = torch.stack(times)  # (B, K)
+        mem_latent, mem_mask, mem_depth = self._read_batch(eps, paths_t)
+        request = SegmentRequest(
+            c2w=paths_t.to(self.device), K=self.K_image, context_latent=torch.stack([ep.context_latent for ep in eps]),
+            context_c2w=torch.stack([ep.context_c2w for ep in eps]).to(self.device),
+            memory_latent=mem_latent, memory_mask=mem_mask, memory_depth=mem_depth, times=times_t,
+            scenes=[ep.scene for ep in eps], generators=[ep.generator for ep in eps],
+        )
+        with torch.no_grad():
+            segment = self.world_model.generate(request)
+            frames_f = self.world_model.decode_segment(segment, K)  # (B, K, 3, H, W)
+        frames = to_uint8(frames_f.flatten(0, 1)).reshape(len(eps), K, *self.image_size, 3)
+        depth, static, depth_full, static_full, truth_depth = self._write_geometry(eps, segment, paths_t, times_t, frames_f)
+
+        results = []
+        lat_index = segment.frame_index
+        for b, ep in enumerate(eps):
+            for l in range(lat_index.numel()):
+                k = int(lat_index[l])
+                self._write(ep, segment.latents[b, l], depth[b, l], static[b, l], paths_t[b, k], frames[b, k],
+                            None if depth_full is None else depth_full[b, l], None if static_full is None else static_full[b, l])
+            ep.context_latent, ep.context_c2w = segment.latents[b, -1], paths_t[b, int(lat_index[-1])]
+            ep.time = float(times_t[b, -1])
+            ep.steps += 1
+            gain = 0.0
+            if ep.coverage is not None:
+                gain = ep.coverage.update(truth_depth[b], self.K_latent, paths_t[b, -1])
+            reward, terminated, task_info = ep.task.step(ep.agent.position, self.coverage(ep), gain)
+            info = self._info(ep, frames[b], collided[b])
+            info.update(task_info)
+            if cfg.return_gt:
+                info["gt_rgb"] = frames[b, -1] if self.world_model.needs_scene else \
+                    self._render_truth(ep.scene, paths_t[b, -1], ep.time)["rgb"]
+            results.append(StepResult(self._obs(ep, frames[b, -1]), reward, terminated, info))
+        return results
+
+    def _can_move(self, scene, start: AgentState, end: AgentState) -> bool:
+        if start.x == end.x and start.y == end.y:
+            return True
+        mid = (start.position + end.position) / 2
+        return bool(scene.is_free(end.position)) and bool(scene.is_free(mid))
+
+    def _read_batch(self, eps, paths):
+        """Memory warped to every target pose: latent (B,K,C,h,w), mask (B,K,h,w), depth (B,K,h,w)."""
+        B, K = paths.shape[:2]
+        h, w = self.latent_size
+        C = self.latent_channels
+        if self.cfg.memory == "none":
+            return (torch.zeros(B, K, C, h, w, device=self.device), torch.zeros(B, K, h, w, device=self.device),
+                    torch.full((B, K, h, w), math.inf, device=self.device))
+        if self.cfg.memory == "latent":
+            views = [ep.memory.read(self.K_latent, paths[b], h, w) for b, ep in enumerate(eps)]
+            return (torch.stack([v.latent for v in views]).to(self.device), torch.stack([v.mask for v in views]).to(self.device),
+                    torch.stack([v.depth for v in views]).to(self.device))
+        # Pixel-space baseline: render RGB at full resolution, then VAE-encode every render (batched).
+        H, W = self.image_size
+        views = [ep.memory.read(self.K_image, paths[b], H, W) for b, ep in enumerate(eps)]
+        images = torch.stack([v.rgb for v in views]).flatten(0, 1).to(self.device)  # (B*K, 3, H, W)
+        with torch.no_grad():
+            latent = self.world_model.encode(images).unflatten(0, (B, K))
+        f = self.world_model.downsample
+        mask = F.avg_pool2d(torch.stack([v.mask for v in views]).flatten(0, 1)[:, None].float(), f)[:, 0].unflatten(0, (B, K))
+        depth = depth_to_grid(torch.stack([v.depth for v in views]), h, w)
+        return latent, mask.to(self.device), depth.to(self.device)
+
+    def _write_geometry(self, eps, segment, paths, times, frames_f):
+        """Depth and static mask for each written latent frame, and the
+        ground-truth depth of each episode's last frame for coverage."""
+        h, w = self.latent_size
+        lat_index = segment.frame_index
+        B, L = segment.latents.shape[:2]
+        need_full = self.cfg.memory == "rgb"
+        depth_full = static_full = None
+        truth_last = None
+        if self.depth_from_scene:
+            if segment.depth is not None and self.world_model.needs_scene and not need_full:
+                depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
+            else:
+                renders = [[self._render_truth(ep.scene, paths[b, int(k)], float(times[b, int(k)])) for k in lat_index]
+                           for b, ep in enumerate(eps)]
+                depth_full = torch.stack([torch.stack([torch.from_numpy(r["depth"]) for r in row]) for row in renders])
+                static_full = torch.stack([torch.stack([torch.from_numpy(r["static"]) for r in row]) for row in renders])
+                depth, static = depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)
+            if int(lat_index[-1]) == paths.shape[1] - 1:
+                truth_last = self._static_depth(depth[:, -1], static[:, -1])
+        else:
+            if segment.depth is not None:
+                depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
+            else:
+                lat = segment.latents.flatten(0, 1)
+                imgs = frames_f[:, lat_index].flatten(0, 1)
+                d, s = self.world_model.estimate_geometry(lat, imgs)
+                depth, static = d.cpu().unflatten(0, (B, L)), (s.cpu() > 0.5).unflatten(0, (B, L))
+            if need_full:
+                f = self.world_model.downsample
+                depth_full = depth.repeat_interleave(f, -2).repeat_interleave(f, -1)
+                static_full = static.repeat_interleave(f, -2).repeat_interleave(f, -1)
+        if truth_last is None and self.cfg.task == "explore":
+            # Coverage is always ground truth: render the last pose at latent resolution (cheap).
+            truth_last = []
+            for b, ep in enumerate(eps):
+                r = self._render_truth(ep.scene, paths[b, -1], float(times[b, -1]), size=(h, w), K=self.K_latent)
+                truth_last.append(self._static_depth(torch.from_numpy(r["depth"]), torch.from_numpy(r["static"])))
+            truth_last = torch.stack(truth_last)
+        return depth, static, depth_full, static_full, truth_last
+
+    def _write(self, ep, latent, depth, static, c2w, rgb, depth_full, static_full):
+        if self.cfg.memory == "latent":
+            ep.memory.write(latent, depth, self.K_latent, c2w, static_mask=static)
+        elif self.cfg.memory == "rgb":
+            ep.memory.write(rgb, depth_full, self.K_image, c2w, static_mask=static_full)
+
+    # ------------------------------------------------------------------ observations
+
+    def coverage(self, ep) -> float:
+        return ep.coverage.fraction if ep.coverage is not None else 0.0
+
+    def memory_observation(self, ep) -> np.ndarray:
+        """Warped latent + mask at the current pose: float32 (C+1, h, w)."""
+        paths = ep.agent.c2w()[None, None]
+        latent, mask, _ = self._read_batch([ep], paths)
+        return torch.cat([latent[0, 0], mask[0, 0][None]]).float().cpu().numpy()
+
+    def observation(self, index: int) -> dict:
+        """The current observation of episode ``index`` (after a reset or set_state)."""
+        ep = self.episodes[index]
+        return self._obs(ep, ep.last_rgb)
+
+    def _obs(self, ep, rgb: np.ndarray) -> dict:
+        ep.last_rgb = rgb
+        obs = {"rgb": np.ascontiguousarray(rgb), "pose": pose_to_vec7(ep.agent.c2w()).numpy().astype(np.float32)}
+        if self.cfg.memory_obs:
+            obs["memory"] = self.memory_observation(ep)
+        return obs
+
+    def _info(self, ep, frames: np.ndarray, collided: bool) -> dict:
+        mem = ep.memory
+        return {
+            "frames": frames,
+            "c2w": ep.agent.c2w().numpy(),
+            "memory_tokens": 0 if mem is None else int(mem.num_tokens),
+            "memory_bytes": 0 if mem is None else int(mem.nbytes),
+            "coverage": self.coverage(ep),
+            "collided": bool(collided),
+            "scene_seed": int(ep.scene.seed),
+            "time": float(ep.time),
+        }
+
+    # ------------------------------------------------------------------ snapshots
+
+    def get_state(self, index: int) -> dict:
+        ep = self.episodes[index]
+        if ep.agent is None:
+            raise RuntimeError("get_state() before reset(): there is no episode to snapshot")
+        return copy.deepcopy({
+            "version": STATE_VERSION,
+            "config": self.cfg.to_dict(),
+            "scene_seed": int(ep.scene.seed),
+            "agent": ep.agent.as_list(),
+            "time": ep.time,
+            "steps": ep.steps,
+            "memory": None if ep.memory is None else ep.memory.state_dict(),
+            "coverage": None if ep.coverage is None else ep.coverage.state_dict(),
+            "task": ep.task.state_dict(),
+            "context_latent": ep.context_latent.cpu(),
+            "context_c2w": ep.context_c2w.cpu(),
+            "last_rgb": ep.last_rgb,
+            "np_rng": ep.rng.bit_generator.state,
+            "torch_rng": ep.generator.get_state(),
+        })
+
+    def set_state(self, index: int, state: dict) -> None:
+        """Restore a snapshot from get_state(); validated before anything changes."""
+        required = {"version", "scene_seed", "agent", "time", "steps", "memory", "coverage", "task",
+                    "context_latent", "context_c2w", "last_rgb", "np_rng", "torch_rng"}
+        if not isinstance(state, dict) or not required <= set(state):
+            missing = sorted(required - set(state)) if isinstance(state, dict) else sorted(required)
+            raise ValueError(f"not a MirageRoom snapshot (missing {missing}); pass the dict returned by env.unwrapped.get_state()")
+        if state["version"] != STATE_VERSION:
+            raise ValueError(f"snapshot version {state['version']} does not match this env's version {STATE_VERSION}")
+        C, (h, w) = self.latent_channels, self.latent_size
+        if tuple(state["context_latent"].shape) != (C, h, w):
+            raise ValueError(f"snapshot has context latent {tuple(state['context_latent'].shape)}, this env's world model uses {(C, h, w)}: "
+                             "restore a snapshot taken with the same world model and obs_size")
+        if (state["memory"] is None) != (self.cfg.memory == "none") or (state["coverage"] is None) != (self.cfg.task != "explore"):
+            raise ValueError("snapshot was taken with a different memory or task setting than this env's")
+        state = copy.deepcopy(state)
+        ep = self.episodes[index]
+        scene = ep.scene if ep.scene is not None and ep.scene.seed == state["scene_seed"] else ProceduralRoom(state["scene_seed"])
+        memory = self._new_memory()
+        if memory is not None:
+            memory.load_state_dict(state["memory"])
+        coverage = None
+        if state["coverage"] is not None:
+            coverage = CoverageMap(scene, self.cfg.voxel_size)
+            coverage.load_state_dict(state["coverage"])
+        task = make_task(self.cfg)
+        if self.cfg.task == "goal":
+            task.load_state_dict(state["task"], scene)
+        else:
+            task.load_state_dict(state["task"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["np_rng"]
+        generator = torch.Generator(device=self.device)
+        generator.set_state(state["torch_rng"])
+        ep.scene, ep.memory, ep.coverage, ep.task = scene, memory, coverage, task
+        ep.agent = AgentState(*state["agent"])
+        ep.time, ep.steps = float(state["time"]), int(state["steps"])
+        ep.context_latent = state["context_latent"].to(self.device)
+        ep.context_c2w = state["context_c2w"]
+        ep.last_rgb = state["last_rgb"]
+        ep.rng.bit_generator.state = rng.bit_generator.state
+        ep.generator = generator

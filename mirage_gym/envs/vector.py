@@ -1,0 +1,151 @@
+"""The vectorised twin of MirageRoomEnv: N episodes, one world model, one
+batched generate + decode per step. Same maths (MirageSimulation), so its
+outputs equal N single envs reset with the same seeds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import VectorEnv
+from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
+from gymnasium.vector.vector_env import AutoresetMode
+
+from .actions import action_space, action_to_motion
+from .config import EnvConfig
+from .debug_view import debug_view
+from .mirage_room import observation_space
+from .simulation import MirageSimulation
+
+
+class MirageRoomVectorEnv(VectorEnv):
+    """N MirageRoom episodes in one process, batched through one world model.
+
+    ``autoreset_mode`` is ``NEXT_STEP`` (Gymnasium's default: the step after
+    an episode ends returns that sub-env's reset observation) or
+    ``SAME_STEP`` (the finished episode's last observation and info move to
+    ``info["final_obs"]`` / ``info["final_info"]`` and the reset observation
+    is returned at once, as stable-baselines3 expects).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 8, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, max_episode_steps: int | None = None, render_mode: str | None = None,
+                 autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP, **kwargs: Any):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        autoreset_mode = AutoresetMode(autoreset_mode)
+        if autoreset_mode == AutoresetMode.DISABLED:
+            raise ValueError("autoreset_mode DISABLED is not supported; use NextStep or SameStep")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r} is not supported; use one of {self.metadata['render_modes']} or None")
+        self.config = EnvConfig.from_kwargs(**kwargs)
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        self.render_mode = render_mode
+        self.autoreset_mode = autoreset_mode
+        self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode, "render_fps": int(self.config.fps)}
+        self.sim = MirageSimulation(self.config, num_episodes=num_envs)
+        self.single_action_space = action_space(self.config.action_type)
+        self.single_observation_space = observation_space(self.sim)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self._rngs = [None] * num_envs
+        self._needs_reset = np.ones(num_envs, dtype=bool)  # NEXT_STEP: reset on the coming step
+        self._started = False
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+        self._last_obs = [None] * num_envs
+
+    @property
+    def world_model(self):
+        return self.sim.world_model
+
+    def _stack(self, observations: list[dict]) -> dict:
+        out = create_empty_array(self.single_observation_space, n=self.num_envs)
+        return concatenate(self.single_observation_space, observations, out)
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        """Reset all sub-envs. ``seed`` int s seeds sub-env i with s + i (as
+        SyncVectorEnv does), or pass one seed per sub-env."""
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs")
+        super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
+        observations, infos = [], {}
+        for i, s in enumerate(seeds):
+            if s is not None or self._rngs[i] is None:
+                self._rngs[i], _ = gym.utils.seeding.np_random(s)
+            obs, info = self.sim.reset_episode(i, self._rngs[i], options)
+            observations.append(obs)
+            infos = self._add_info(infos, info, i)
+        self._needs_reset[:] = False
+        self._elapsed[:] = 0
+        self._started = True
+        self._last_obs = observations
+        return self._stack(observations), infos
+
+    def step(self, actions):
+        if not self._started:
+            raise RuntimeError("MirageRoomVectorEnv: call reset() before step()")
+        actions = np.asarray(actions) if self.config.action_type == "discrete" else np.asarray(actions, dtype=np.float64)
+        if actions.shape[0] != self.num_envs:
+            raise ValueError(f"step got {actions.shape[0]} actions for {self.num_envs} sub-envs")
+        motions = [action_to_motion(a, self.config.action_type) for a in actions]  # validate all first
+
+        observations = list(self._last_obs)
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminations = np.zeros(self.num_envs, dtype=bool)
+        truncations = np.zeros(self.num_envs, dtype=bool)
+        infos: dict = {}
+        stepping = [i for i in range(self.num_envs) if not self._needs_reset[i]]
+        for i in range(self.num_envs):
+            if self._needs_reset[i]:  # NEXT_STEP autoreset
+                observations[i], info = self.sim.reset_episode(i, self._rngs[i], None)
+                infos = self._add_info(infos, info, i)
+                self._elapsed[i] = 0
+        results = self.sim.step(stepping, [motions[i] for i in stepping]) if stepping else []
+        for i, result in zip(stepping, results):
+            self._elapsed[i] += 1
+            truncated = self.max_episode_steps is not None and self._elapsed[i] >= self.max_episode_steps
+            rewards[i], terminations[i], truncations[i] = result.reward, result.terminated, truncated and not result.terminated
+            observations[i], info = result.obs, result.info
+            if self.autoreset_mode == AutoresetMode.SAME_STEP and (terminations[i] or truncations[i]):
+                final_obs, final_info = observations[i], info
+                observations[i], info = self.sim.reset_episode(i, self._rngs[i], None)
+                info = {**info, "final_obs": final_obs, "final_info": final_info}
+                self._elapsed[i] = 0
+            infos = self._add_info(infos, info, i)
+        self._needs_reset[:] = False
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._needs_reset = terminations | truncations
+        self._last_obs = observations
+        return self._stack(observations), rewards, terminations, truncations, infos
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
+            return None
+        views = []
+        for i, ep in enumerate(self.sim.episodes):
+            tokens = np.zeros((0, 3), np.float32) if ep.memory is None else ep.memory.positions.cpu().numpy()
+            views.append(debug_view(ep.last_rgb, self.config.render_size, ep.scene.bounds, tokens,
+                                    ep.agent.c2w().numpy(), self.config.fov_deg))
+        return np.stack(views)
+
+    def get_state(self, index: int) -> dict:
+        return self.sim.get_state(index)
+
+    def set_state(self, index: int, state: dict) -> None:
+        if self._rngs[index] is not None:
+            self.sim.episodes[index].rng = self._rngs[index]
+        self.sim.set_state(index, state)
+        self._rngs[index] = self.sim.episodes[index].rng
+        self._last_obs[index] = self.sim.observation(index)
+        self._needs_reset[index] = False
+        self._started = all(ep.agent is not None for ep in self.sim.episodes)

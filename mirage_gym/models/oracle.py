@@ -1,0 +1,95 @@
+"""The oracle world model: ground truth instead of generation.
+
+It renders the procedural scene at each requested pose and time, so an env
+built on it is exact and fast. It still produces latents (the env writes them
+to memory, so memory observations, coverage and the benchmarks work), either
+from a learned VAE (``latent="vae"``, the embedded model's encoder) or, by
+default, an exact invertible "pixel-unshuffle" latent: each f x f pixel block
+becomes 3 f^2 channels of one latent cell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..geometry import depth_to_grid, mask_to_grid
+from ..images import to_model
+from .base import Segment, SegmentRequest, WorldModel
+
+
+class PixelUnshuffleCodec:
+    """An exact, parameter-free latent: (N,3,H,W) <-> (N, 3 f^2, H/f, W/f)."""
+
+    def __init__(self, downsample: int):
+        self.downsample = int(downsample)
+        self.latent_channels = 3 * self.downsample**2
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(images, self.downsample)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(latents, self.downsample)
+
+
+class OracleWorldModel(WorldModel):
+    """Renders ground truth at every pose; see the module docstring."""
+
+    name = "oracle"
+    needs_scene = True
+
+    def __init__(self, image_size=(64, 64), downsample: int = 4, codec=None, device="cpu"):
+        H, W = int(image_size[0]), int(image_size[1])
+        self.codec = codec if codec is not None else PixelUnshuffleCodec(downsample)
+        self.downsample = self.codec.downsample
+        if H % self.downsample or W % self.downsample:
+            raise ValueError(f"obs_size {H}x{W} must be divisible by the latent downsample factor {self.downsample}")
+        self.image_size = (H, W)
+        self.latent_channels = self.codec.latent_channels
+        self.device = torch.device(device)
+
+    @property
+    def codec_name(self) -> str:
+        return "pixel-unshuffle" if isinstance(self.codec, PixelUnshuffleCodec) else "vae"
+
+    @torch.no_grad()
+    def encode(self, images):
+        return self.codec.encode(images.to(self.device))
+
+    @torch.no_grad()
+    def decode(self, latents):
+        return self.codec.decode(latents.to(self.device))
+
+    def estimate_geometry(self, latents, images=None):
+        raise NotImplementedError("the oracle has no depth head: use the scene's ground-truth depth (depth_source='scene')")
+
+    def render_ground_truth(self, scenes, c2w: torch.Tensor, times: torch.Tensor, K: torch.Tensor):
+        """Render (B, K) poses. Returns rgb uint8 (B,K,H,W,3), depth (B,K,H,W), static (B,K,H,W)."""
+        H, W = self.image_size
+        B, T = c2w.shape[:2]
+        rgb = np.empty((B, T, H, W, 3), np.uint8)
+        depth = np.empty((B, T, H, W), np.float32)
+        static = np.empty((B, T, H, W), bool)
+        for b in range(B):
+            for k in range(T):
+                out = scenes[b].render(c2w[b, k], K, H, W, t=float(times[b, k]))
+                rgb[b, k], depth[b, k], static[b, k] = out["rgb"], out["depth"], out["static"]
+        return rgb, torch.from_numpy(depth), torch.from_numpy(static)
+
+    @torch.no_grad()
+    def generate(self, request: SegmentRequest) -> Segment:
+        if request.scenes is None:
+            raise ValueError("the oracle world model needs ground-truth scenes (procedural rooms); it cannot run on a photo")
+        B, K = request.batch_size, request.num_frames
+        rgb, depth, static = self.render_ground_truth(request.scenes, request.c2w, request.times, request.K)
+        frames = to_model(rgb, device=self.device).unflatten(0, (B, K))  # (B, K, 3, H, W)
+        latents = self.encode(frames.flatten(0, 1)).unflatten(0, (B, K))
+        h, w = self.latent_size
+        return Segment(
+            latents=latents,
+            frame_index=torch.arange(K),
+            depth=depth_to_grid(depth, h, w),
+            static=mask_to_grid(static, h, w).float(),
+            frames=frames,
+        )

@@ -1,0 +1,42 @@
+"""Sizes of the embedded world model, in one plain dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TinyConfig:
+    image_size: int = 64  # frames are image_size x image_size
+    latent_channels: int = 8
+    downsample: int = 4  # the VAE's spatial factor: 64x64 frames -> 16x16 latents
+    vae_width: int = 32  # channels at every AutoencoderTiny stage
+    geometry_width: int = 64
+    unet_channels: tuple = (64, 128, 192)
+    unet_layers_per_block: int = 2
+    denoise_steps: int = 4
+    # Per-channel statistics of the VAE's raw latents (measured after VAE training);
+    # memory, denoiser and geometry head all work on normalised latents.
+    latent_mean: list = field(default_factory=lambda: [0.0] * 8)
+    latent_std: list = field(default_factory=lambda: [1.0] * 8)
+    max_depth_m: float = 20.0
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // self.downsample
+
+    @property
+    def denoiser_in_channels(self) -> int:
+        # noisy residual + context latent + warped memory latent + memory mask + Plücker rays
+        return 3 * self.latent_channels + 1 + 6
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["unet_channels"] = list(self.unet_channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TinyConfig":
+        d = dict(d)
+        d["unet_channels"] = tuple(d.get("unet_channels", cls.unet_channels))
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})

@@ -1,0 +1,121 @@
+"""TinyWorldModel: the embedded Mirage-style world model (CPU, weights shipped)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ...geometry import plucker_rays, relative_pose, scale_intrinsics
+from ..base import Segment, SegmentRequest, WorldModel, randn_per_episode
+from .config import TinyConfig
+from .networks import GeometryHead
+from .pipeline import ResidualFlowSampler
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "tiny"
+MARKER = "world_model.json"
+
+
+class TinyWorldModel(WorldModel):
+    """VAE + geometry head + residual-flow UNet; frames are generated one at a
+    time, each conditioned on the previous frame (context), the memory warped
+    to its pose, and its camera motion relative to the context camera."""
+
+    name = "tiny"
+
+    def __init__(self, cfg: TinyConfig, vae, denoiser, geometry: GeometryHead, device="cpu", denoise_steps: int | None = None):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.vae = vae.to(self.device).float().eval()
+        self.denoiser = denoiser.to(self.device).float().eval()
+        self.geometry = geometry.to(self.device).float().eval()
+        self.latent_channels = cfg.latent_channels
+        self.downsample = cfg.downsample
+        self.image_size = (cfg.image_size, cfg.image_size)
+        self.sampler = ResidualFlowSampler(self.denoiser, steps=denoise_steps or cfg.denoise_steps)
+        self._mean = torch.tensor(cfg.latent_mean, device=self.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(cfg.latent_std, device=self.device).view(1, -1, 1, 1)
+
+    @property
+    def denoise_steps(self) -> int:
+        return self.sampler.steps
+
+    @denoise_steps.setter
+    def denoise_steps(self, steps: int) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"denoise_steps must be a positive integer, got {steps!r}")
+        self.sampler.steps = steps
+
+    def to(self, device):
+        self.device = torch.device(device)
+        for net in (self.vae, self.denoiser, self.geometry):
+            net.to(self.device)
+        self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
+        return self
+
+    # -- codec ---------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, images):
+        raw = self.vae.encode(images.to(self.device)).latents
+        return (raw - self._mean) / self._std
+
+    @torch.no_grad()
+    def decode(self, latents):
+        raw = latents.to(self.device) * self._std + self._mean
+        return self.vae.decode(raw).sample.clamp(-1, 1)
+
+    @torch.no_grad()
+    def estimate_geometry(self, latents, images=None):
+        log_depth, static_logit = self.geometry(latents.to(self.device))
+        depth = log_depth.exp().clamp(max=self.cfg.max_depth_m)
+        return depth, torch.sigmoid(static_logit)
+
+    # -- generation ----------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(self, request: SegmentRequest) -> Segment:
+        B, K = request.batch_size, request.num_frames
+        h, w = self.latent_size
+        K_latent = scale_intrinsics(request.K, self.image_size, (h, w))
+        context = request.context_latent.to(self.device)
+        context_c2w = request.context_c2w.to(self.device)
+        latents = []
+        for k in range(K):
+            target_c2w = request.c2w[:, k].to(self.device)
+            plucker = plucker_rays(K_latent, relative_pose(context_c2w, target_c2w), h, w)
+            noise = randn_per_episode((self.latent_channels, h, w), request.generators, B, device=self.device)
+            latent = self.sampler(context, request.memory_latent[:, k].to(self.device),
+                                  request.memory_mask[:, k].to(self.device), plucker, noise)
+            latents.append(latent)
+            context, context_c2w = latent, target_c2w
+        latents = torch.stack(latents, dim=1)  # (B, K, C, h, w)
+        depth, static = self.estimate_geometry(latents.flatten(0, 1))
+        return Segment(latents=latents, frame_index=torch.arange(K), depth=depth.unflatten(0, (B, K)),
+                       static=static.unflatten(0, (B, K)))
+
+
+def weights_available(path: Path = DEFAULT_WEIGHTS) -> bool:
+    return (Path(path) / MARKER).is_file()
+
+
+def load_tiny_world_model(path=None, image_size=None, device="cpu", denoise_steps: int | None = None) -> TinyWorldModel:
+    """Load the embedded model from ``path`` (default: the weights shipped in the package)."""
+    from diffusers import AutoencoderTiny, UNet2DModel
+
+    from ..safe_loading import check_weights_folder
+
+    folder = Path(path) if path is not None else DEFAULT_WEIGHTS
+    check_weights_folder(folder, required=[MARKER, "vae", "denoiser", "geometry"],
+                         hint="train them with `mirage-gym train vae|geometry|denoiser` or reinstall the package")
+    meta = json.loads((folder / MARKER).read_text())
+    cfg = TinyConfig.from_dict(meta["config"])
+    if image_size is not None and tuple(image_size) != (cfg.image_size, cfg.image_size):
+        raise ValueError(f"the tiny world model at {folder} makes {cfg.image_size}x{cfg.image_size} frames; "
+                         f"got obs_size {list(image_size)}: use obs_size={cfg.image_size}")
+    kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
+    vae = AutoencoderTiny.from_pretrained(folder / "vae", **kw)
+    denoiser = UNet2DModel.from_pretrained(folder / "denoiser", **kw)
+    geometry = GeometryHead.from_pretrained(folder / "geometry", **kw)
+    return TinyWorldModel(cfg, vae, denoiser, geometry, device=device, denoise_steps=denoise_steps)

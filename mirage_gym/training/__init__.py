@@ -1,0 +1,1 @@
+"""Training the embedded world model on procedural rooms."""

@@ -1,0 +1,56 @@
+"""Assemble the shipped weights folder from training checkpoints (fp16, safetensors).
+
+    mirage-gym train export --out mirage_gym/weights/tiny
+
+Writes ``vae/``, ``geometry/``, ``denoiser/`` (diffusers save_pretrained:
+config.json + diffusion_pytorch_model.safetensors) and ``world_model.json``
+(kind, config with latent statistics, and the training record).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from ..models.tiny.config import TinyConfig
+from ..models.tiny.networks import GeometryHead, build_denoiser, build_vae
+from ..models.tiny.world_model import DEFAULT_WEIGHTS, MARKER
+from .frozen import load_or_measure_stats
+
+
+@dataclass
+class ExportArgs:
+    checkpoints: str = "checkpoints/tiny"
+    out: str = str(DEFAULT_WEIGHTS)
+
+
+def _last_line(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    lines = [l for l in path.read_text().splitlines() if l.strip()]
+    return json.loads(lines[-1]) if lines else {}
+
+
+def main(args: ExportArgs) -> Path:
+    root, out = Path(args.checkpoints), Path(args.out)
+    cfg = TinyConfig()
+    nets = {"vae": build_vae(cfg), "geometry": GeometryHead(latent_channels=cfg.latent_channels, width=cfg.geometry_width),
+            "denoiser": build_denoiser(cfg)}
+    record = {}
+    for name, net in nets.items():
+        ckpt = root / name / "model.safetensors"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"missing checkpoint {ckpt}: train it with `mirage-gym train {name}`")
+        net.load_state_dict(load_file(str(ckpt)))
+        state = json.loads((root / name / "state.json").read_text())
+        record[name] = {"steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0)),
+                        "last_eval": _last_line(root / name / "eval.jsonl")}
+    cfg = load_or_measure_stats(root, nets["vae"], cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, net in nets.items():
+        net.half().save_pretrained(out / name, safe_serialization=True)
+    (out / MARKER).write_text(json.dumps({"kind": "tiny", "config": cfg.to_dict(), "training": record}, indent=1))
+    return out
