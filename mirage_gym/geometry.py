@@ -283,18 +283,26 @@ def backproject(depth, K, c2w) -> torch.Tensor:
     y = (uv[..., 1] - K[1, 2]) / K[1, 1]
     rays = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (H, W, 3), z = 1
     cam = rays * depth[..., None]  # (..., H, W, 3)
-    R = c2w[..., :3, :3]
-    t = c2w[..., :3, 3]
-    # world = R @ cam + t, broadcasting (..., 1, 1, 3, 3) over pixels
-    world = torch.einsum("...ij,...hwj->...hwi", R, cam) + t[..., None, None, :]
-    return world
+    lead = torch.broadcast_shapes(cam.shape[:-3], c2w.shape[:-2])
+    cam = cam.expand(*lead, H, W, 3).reshape(*lead, H * W, 3)
+    return transform_points(c2w, cam).reshape(*lead, H, W, 3)
+
+
+def transform_points(T, points) -> torch.Tensor:
+    """Apply rigid transforms T (..., 4, 4) to points (..., N, 3): R p + t.
+
+    Written as broadcast multiply-adds rather than a matmul: for 3x3
+    rotations the matmul path is slower and, on a busy 2-core machine, its
+    thread pool can stall for milliseconds; elementwise ops on small tensors
+    stay on the calling thread."""
+    R, t = T[..., None, :3, :3], T[..., None, :3, 3]  # (..., 1, 3, 3), (..., 1, 3)
+    return (points[..., 0:1] * R[..., 0] + points[..., 1:2] * R[..., 1] + points[..., 2:3] * R[..., 2]) + t
 
 
 def world_to_camera(points, c2w) -> torch.Tensor:
     """World points (N, 3) into the frames of poses (..., 4, 4): (..., N, 3)."""
     points = as_tensor(points)
-    w2c = invert_pose(check_pose(c2w).to(points.device))
-    return points @ w2c[..., :3, :3].transpose(-1, -2) + w2c[..., None, :3, 3]
+    return transform_points(invert_pose(check_pose(c2w).to(points.device)), points)
 
 
 def project(points, K, c2w) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,24 +37,25 @@ def depth_keys(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, voxel_si
 
 
 def _sweep_surface_keys(scene, voxel_size: float) -> torch.Tensor:
+    """Render a sweep of views (every free grid position, 8 headings, 3
+    pitches) in one batched call and collect the static surface voxels."""
     K = intrinsics_from_fov(90.0, SWEEP_SIZE, SWEEP_SIZE)
     lo, hi = np.asarray(scene.bounds[0], float), np.asarray(scene.bounds[1], float)
     xs = np.arange(lo[0] + SWEEP_SPACING_M / 2, hi[0], SWEEP_SPACING_M)
     ys = np.arange(lo[1] + SWEEP_SPACING_M / 2, hi[1], SWEEP_SPACING_M)
-    keys = []
-    for x in xs:
-        for y in ys:
-            eye = np.array([x, y, scene.eye_height])
-            if not scene.is_free(eye):
-                continue
-            for i in range(SWEEP_YAWS):
-                for pitch in SWEEP_PITCHES_DEG:
-                    c2w = pose_from_yaw_pitch(eye, 2 * math.pi * i / SWEEP_YAWS, math.radians(pitch))
-                    out = scene.render(c2w, K, SWEEP_SIZE, SWEEP_SIZE, t=0.0)
-                    depth = torch.from_numpy(out["depth"])
-                    depth[~torch.from_numpy(out["static"])] = float("inf")
-                    keys.append(depth_keys(depth, K, c2w, voxel_size))
-    return torch.unique(torch.cat(keys)) if keys else torch.zeros(0, dtype=torch.long)
+    grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2)
+    eyes = np.concatenate([grid, np.full((len(grid), 1), scene.eye_height)], 1)
+    eyes = eyes[np.asarray(scene.is_free(eyes), bool)]
+    if len(eyes) == 0:
+        return torch.zeros(0, dtype=torch.long)
+    poses = torch.stack([pose_from_yaw_pitch(eye, 2 * math.pi * i / SWEEP_YAWS, math.radians(pitch))
+                         for eye in eyes for i in range(SWEEP_YAWS) for pitch in SWEEP_PITCHES_DEG])
+    out = scene.render_batch(poses, K, SWEEP_SIZE, SWEEP_SIZE, t=0.0)
+    depth = torch.from_numpy(out["depth"])
+    depth[~torch.from_numpy(out["static"])] = float("inf")
+    points = backproject(depth, K, poses).reshape(-1, 3)
+    points = points[torch.isfinite(depth).reshape(-1)]
+    return torch.unique(voxel_keys(points, voxel_size))
 
 
 _SURFACE_CACHE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()

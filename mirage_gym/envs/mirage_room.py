@@ -14,17 +14,23 @@ from .debug_view import debug_view
 from .simulation import MirageSimulation
 
 
+POSITION_BOUND = 100.0
+LATENT_BOUND = 1000.0
+
+
 def observation_space(sim: MirageSimulation) -> spaces.Dict:
     """The Dict observation space shared by the single and the vector env."""
     H, W = sim.image_size
     parts = {
         "rgb": spaces.Box(0, 255, shape=(H, W, 3), dtype=np.uint8),
-        # position xyz (m) then unit quaternion wxyz
-        "pose": spaces.Box(-np.inf, np.inf, shape=(7,), dtype=np.float32),
+        # position xyz (m; rooms are a few metres across) then unit quaternion wxyz
+        "pose": spaces.Box(np.array([-POSITION_BOUND] * 3 + [-1.0] * 4, np.float32),
+                           np.array([POSITION_BOUND] * 3 + [1.0] * 4, np.float32), dtype=np.float32),
     }
     if sim.cfg.memory_obs:
         h, w = sim.latent_size
-        parts["memory"] = spaces.Box(-np.inf, np.inf, shape=(sim.latent_channels + 1, h, w), dtype=np.float32)
+        # latents are unbounded in principle; the bound documents the range models produce
+        parts["memory"] = spaces.Box(-LATENT_BOUND, LATENT_BOUND, shape=(sim.latent_channels + 1, h, w), dtype=np.float32)
     return spaces.Dict(parts)
 
 
