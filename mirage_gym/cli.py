@@ -7,18 +7,34 @@ import dataclasses
 import sys
 
 
+def _field_comments(cls) -> dict[str, str]:
+    """The ``# comment`` after each field in the dataclass source, used as --help text."""
+    import inspect
+    import re
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, re.M)}
+
+
 def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> None:
-    """One --flag per dataclass field, typed by its default."""
+    """One --flag per dataclass field, typed by its default (help from its comment)."""
+    comments = _field_comments(cls)
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         flag = "--" + f.name.replace("_", "-")
+        text = comments.get(f.name, "")
+        help_text = (text + " " if text else "") + f"(default: {default!r})".replace("%", "%%")
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction)
+            parser.add_argument(flag, dest=f.name, default=default, action=argparse.BooleanOptionalAction, help=text or None)
         elif isinstance(default, (list, tuple)):
             kind = type(default[0]) if default else str
-            parser.add_argument(flag, dest=f.name, default=default, nargs="+", type=kind)
+            parser.add_argument(flag, dest=f.name, default=default, nargs="+", type=kind, help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, default=default, type=type(default) if default is not None else str)
+            parser.add_argument(flag, dest=f.name, default=default, type=type(default) if default is not None else str,
+                                help=help_text)
 
 
 def from_namespace(cls, ns: argparse.Namespace):
@@ -46,9 +62,81 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="run one episode and write runs/demo/episode.mp4 and a contact sheet")
     add_dataclass_args(p, demo.DemoArgs)
     p.set_defaults(run=lambda ns: demo.main(from_namespace(demo.DemoArgs, ns)))
+    _collect_command(sub)
+    _play_command(sub)
+    _bench_command(sub)
+    _eval_command(sub)
     ns = parser.parse_args(argv)
-    ns.run(ns)
-    return 0
+    result = ns.run(ns)
+    return result if isinstance(result, int) else 0
+
+
+def _collect_command(sub):
+    from .data import collect
+
+    p = sub.add_parser("collect", help="roll out a policy for N episodes and record them (minari | mp4 | npz), "
+                                       "in parallel with --workers W or --ray",
+                       description=collect.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_args(p, collect.CollectArgs)
+
+    def run(ns):
+        import torch
+
+        args = from_namespace(collect.CollectArgs, ns)
+        torch.set_num_threads(max(1, args.threads))
+        try:
+            collect.main(args)
+        except (collect.CollectError, ValueError, FileNotFoundError) as err:
+            print(f"mirage-gym collect: {err}", file=sys.stderr)
+            return 1
+        return 0
+
+    p.set_defaults(run=run)
+
+
+def _play_command(sub):
+    from . import play
+
+    p = sub.add_parser("play", help="walk through a room with the keyboard (needs a display and pygame)",
+                       description=play.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_args(p, play.PlayArgs)
+    p.set_defaults(run=lambda ns: play.main(from_namespace(play.PlayArgs, ns)))
+
+
+def _bench_command(sub):
+    from .eval import bench
+
+    p = sub.add_parser("bench", help="latent vs RGB (pixel-space) memory side by side: memory path, cache, frames/s, "
+                                     "readout; writes runs/bench/", description=bench.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_args_tracking_explicit(p, bench.BenchArgs)
+    p.set_defaults(run=lambda ns: bench.main(*_explicit_namespace(bench.BenchArgs, ns)))
+
+
+def _eval_command(sub):
+    from .eval import consistency
+
+    p = sub.add_parser("eval", help="revisit consistency (leave-and-return, walk-out-and-back) for memory latent / rgb / none; "
+                                    "writes runs/eval/", description=consistency.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_args_tracking_explicit(p, consistency.EvalArgs)
+    p.set_defaults(run=lambda ns: consistency.main(*_explicit_namespace(consistency.EvalArgs, ns)))
+
+
+def _add_args_tracking_explicit(parser: argparse.ArgumentParser, cls) -> None:
+    """add_dataclass_args, but flags not given are left out of the namespace, so
+    the command knows which were set explicitly (they win over its --quick preset)."""
+    add_dataclass_args(parser, cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for action in parser._actions:  # (the --help text keeps showing the real defaults)
+        if action.dest in names:
+            action.default = argparse.SUPPRESS
+
+
+def _explicit_namespace(cls, ns: argparse.Namespace):
+    """(dataclass instance, names set on the command line) from a namespace built by _add_args_tracking_explicit."""
+    given = {f.name for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
+    return cls(**{name: getattr(ns, name) for name in given}), given
 
 
 if __name__ == "__main__":

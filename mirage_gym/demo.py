@@ -1,8 +1,12 @@
 """`mirage-gym demo`: one episode, written as a video a person can watch.
 
+The scripted explorer drives a leave-and-return tour (turn 180 degrees away
+and back, walk out and back to the start pose), then explores, so the
+world model has to regenerate places it saw before from its memory.
 Panels: generated frame | ground truth at the same pose | top-down memory
 map, with step, pose and memory size overlaid. Also a contact-sheet PNG and
-a printed summary (steps, frames/s, memory, revisit PSNR).
+a printed summary (steps, frames/s, memory, revisit PSNR: generated frame
+vs the start frame whenever the agent is back at the start pose).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from .envs.actions import Action
+from .agents.explorer import ScriptedExplorer
 from .envs.debug_view import _upscale, top_down_map
 from .eval.metrics import psnr
 
@@ -31,14 +35,6 @@ class DemoArgs:
     scene_seed: int = 1_000_007  # a held-out room the model never trained on
     out: str = "runs/demo"
     panel: int = 256
-
-
-def tour(num_steps: int) -> list[Action]:
-    """A leave-and-return tour: look around, walk out, turn back, return."""
-    plan = [Action.TURN_LEFT] * 12 + [Action.TURN_RIGHT] * 12  # 180 degrees away and back
-    plan += [Action.FORWARD] * 6 + [Action.TURN_LEFT] * 12 + [Action.FORWARD] * 6 + [Action.TURN_LEFT] * 12
-    plan += [Action.TURN_RIGHT] * 24 + [Action.STRAFE_LEFT] * 4 + [Action.STRAFE_RIGHT] * 4
-    return (plan * (num_steps // len(plan) + 1))[:num_steps]
 
 
 def _label(panel: np.ndarray, text: str) -> np.ndarray:
@@ -63,17 +59,20 @@ def main(args: DemoArgs) -> dict:
     sim = env.unwrapped.sim
     ep = sim.episodes[0]
     first_rgb, first_pose = obs["rgb"], obs["pose"]
-    video = imageio.get_writer(out / "episode.mp4", fps=sim.cfg.fps, codec="libx264", quality=8, macro_block_size=16)
+    explorer = ScriptedExplorer(env, tour="leave_and_return", seed=args.seed)
+    video = imageio.get_writer(out / "episode.mp4", fps=sim.cfg.fps, codec="libx264", quality=8, macro_block_size=16,
+                               ffmpeg_log_level="error")
     sheet, revisit = [], []
     start = time.perf_counter()
     frames_generated = 0
-    for step, action in enumerate(tqdm(tour(args.steps), desc="demo", dynamic_ncols=True)):
-        obs, reward, terminated, truncated, info = env.step(action)
+    for step in tqdm(range(args.steps), desc=f"demo ({world_model} world)", unit="step", dynamic_ncols=True):
+        obs, reward, terminated, truncated, info = env.step(explorer.act(obs))
         frames_generated += len(info["frames"])
         tokens = ep.memory.positions.cpu().numpy() if ep.memory is not None else np.zeros((0, 3))
         pos = obs["pose"][:3]
         gen = _label(_upscale(obs["rgb"], args.panel), f"generated  step {step + 1}")
-        gt = _label(_upscale(info["gt_rgb"], args.panel), f"ground truth  ({pos[0]:.1f}, {pos[1]:.1f}) m")
+        yaw = np.degrees(np.arctan2(info["c2w"][1, 2], info["c2w"][0, 2]))
+        gt = _label(_upscale(info["gt_rgb"], args.panel), f"ground truth  ({pos[0]:.1f}, {pos[1]:.1f}) m  {yaw:+.0f} deg")
         top = _label(top_down_map(args.panel, ep.scene.bounds, tokens, info["c2w"], sim.cfg.fov_deg),
                      f"memory {info['memory_tokens']} tok, {info['memory_bytes'] / 1024:.0f} KiB")
         panel = np.concatenate([gen, gt, top], axis=1)
@@ -93,6 +92,7 @@ def main(args: DemoArgs) -> dict:
         "frames_per_s": round(frames_generated / elapsed, 2),
         "memory_tokens": info["memory_tokens"], "memory_bytes": info["memory_bytes"],
         "coverage": round(info["coverage"], 3),
+        "revisits": len(revisit),
         "revisit_psnr_db": round(float(np.mean(revisit)), 2) if revisit else None,
         "video": str(out / "episode.mp4"), "contact_sheet": str(out / "contact_sheet.png"),
     }

@@ -324,17 +324,30 @@ def project(points, K, c2w) -> tuple[torch.Tensor, torch.Tensor]:
 
 def depth_to_grid(depth, height: int, width: int) -> torch.Tensor:
     """Reduce a full-resolution depth map (..., H, W) to a latent grid
-    (..., h, w) whose size divides it. Each cell takes the lower median of
-    its block, so a cell on a depth edge lands on one of the two surfaces
-    instead of floating between them; a cell whose median is sky is inf."""
+    (..., h, w) whose size divides it.
+
+    A latent token is lifted along the ray through its cell's centre, so its
+    depth must be the depth *on that ray*: each cell takes the mean of the
+    2x2 pixels around its centre (exact on planes, up to perspective). Where
+    those four disagree by more than 5% the cell straddles a depth edge, and
+    it takes the nearest of them instead of a point floating between two
+    surfaces. A cell whose centre pixels are all sky is inf. (A block median
+    put tokens off the surface on grazing views, differently from each
+    viewpoint, and so defeated voxel dedup.)"""
     depth = as_tensor(depth)
     H, W = depth.shape[-2:]
     if H % height or W % width:
         raise ValueError(f"latent grid {height}x{width} must divide the depth map {H}x{W}")
     fy, fx = H // height, W // width
     lead = depth.shape[:-2]
-    blocks = depth.reshape(*lead, height, fy, width, fx).transpose(-3, -2).reshape(*lead, height, width, fy * fx)
-    return blocks.median(dim=-1).values
+    blocks = depth.reshape(*lead, height, fy, width, fx)
+    ys = [fy // 2 - 1, fy // 2] if fy > 1 else [0]
+    xs = [fx // 2 - 1, fx // 2] if fx > 1 else [0]
+    centre = blocks[..., ys, :, :][..., xs].movedim(-3, -2).flatten(-2)  # (..., h, w, 4): centre pixels
+    near, far = centre.min(dim=-1).values, centre.max(dim=-1).values
+    mean = centre.mean(dim=-1)
+    consistent = far <= near * 1.05
+    return torch.where(consistent, mean, near)
 
 
 def mask_to_grid(mask, height: int, width: int) -> torch.Tensor:

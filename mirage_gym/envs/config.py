@@ -92,6 +92,8 @@ class EnvConfig:
             raise ValueError(f"coverage_target must be in (0, 1], got {self.coverage_target!r}")
         if not isinstance(self.memory_capacity, int) or self.memory_capacity < 1:
             raise ValueError(f"memory_capacity must be a positive integer, got {self.memory_capacity!r}")
+        if self.scene is not None and self.return_gt:
+            raise ValueError("return_gt=True needs ground truth at every pose; a photo scene has it only at its first view")
         if self.scene is not None and self.task != "none":
             raise ValueError(f"task={self.task!r} needs the ground truth of a procedural room, which a photo scene lacks; use task='none'")
 

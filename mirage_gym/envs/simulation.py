@@ -83,6 +83,7 @@ class MirageSimulation:
             self.depth_from_scene = cfg.depth_source == "scene"
         if self.depth_from_scene and cfg.scene is not None:
             raise ValueError("depth_source='scene' needs a procedural room; a photo has no ground-truth depth beyond its first view")
+        self._photo = None
         self.episodes = [Episode(rng=np.random.default_rng(i), generator=torch.Generator(device=self.device).manual_seed(i))
                          for i in range(num_episodes)]
 
@@ -99,6 +100,18 @@ class MirageSimulation:
         if self.cfg.memory == "rgb":
             return RGBPointCloudMemory(voxel_size=self.cfg.voxel_size / f, capacity=self.cfg.memory_capacity * f * f, device=self.device)
         return None
+
+    def _scene(self, current, seed):
+        """The episode's world: the photo (built once), or the procedural room
+        of ``seed`` (kept when the seed repeats: building one takes ~60 ms)."""
+        if self.cfg.scene is not None:
+            if self._photo is None:
+                from ..scenes.photo import PhotoScene
+
+                self._photo = PhotoScene(self.cfg.scene, fov_deg=self.cfg.fov_deg,
+                                         depth_estimator=getattr(self.world_model, "depth_estimator", None))
+            return self._photo
+        return current if current is not None and current.seed == seed else ProceduralRoom(seed)
 
     def _scene_seed(self, rng: np.random.Generator, options: dict) -> int:
         if "scene_seed" in options:
@@ -130,12 +143,11 @@ class MirageSimulation:
         unknown = set(options) - {"scene_seed", "pose"}
         if unknown:
             raise ValueError(f"unknown reset option(s) {sorted(unknown)}; valid options: 'scene_seed', 'pose' ([x, y, yaw_deg])")
-        seed = self._scene_seed(rng, options)
+        seed = None if self.cfg.scene is not None else self._scene_seed(rng, options)
         ep = self.episodes[index]
         ep.rng = rng
         ep.generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
-        if ep.scene is None or ep.scene.seed != seed:
-            ep.scene = ProceduralRoom(seed)
+        ep.scene = self._scene(ep.scene, seed)
         scene = ep.scene
         if "pose" in options:
             pose = np.asarray(options["pose"], dtype=np.float64)
@@ -164,7 +176,7 @@ class MirageSimulation:
         depth_full = torch.from_numpy(truth["depth"])
         static_full = torch.from_numpy(truth["static"])
         h, w = self.latent_size
-        if self.depth_from_scene:
+        if self.depth_from_scene or not scene.has_ground_truth:  # a photo's own (estimated) depth seeds the memory
             depth, static = depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)
         else:
             with torch.no_grad():
@@ -341,7 +353,7 @@ class MirageSimulation:
             "memory_bytes": 0 if mem is None else int(mem.nbytes),
             "coverage": self.coverage(ep),
             "collided": bool(collided),
-            "scene_seed": int(ep.scene.seed),
+            "scene_seed": ep.scene.seed,
             "time": float(ep.time),
         }
 
@@ -354,7 +366,7 @@ class MirageSimulation:
         return copy.deepcopy({
             "version": STATE_VERSION,
             "config": self.cfg.to_dict(),
-            "scene_seed": int(ep.scene.seed),
+            "scene_seed": ep.scene.seed,
             "agent": ep.agent.as_list(),
             "time": ep.time,
             "steps": ep.steps,
@@ -385,7 +397,9 @@ class MirageSimulation:
             raise ValueError("snapshot was taken with a different memory or task setting than this env's")
         state = copy.deepcopy(state)
         ep = self.episodes[index]
-        scene = ep.scene if ep.scene is not None and ep.scene.seed == state["scene_seed"] else ProceduralRoom(state["scene_seed"])
+        if (state["scene_seed"] is None) != (self.cfg.scene is not None):
+            raise ValueError("snapshot was taken in a photo scene and this env runs procedural rooms, or the other way round")
+        scene = self._scene(ep.scene, state["scene_seed"])
         memory = self._new_memory()
         if memory is not None:
             memory.load_state_dict(state["memory"])

@@ -42,19 +42,20 @@ def stats_file(checkpoint_root) -> Path:
 
 
 def load_or_measure_stats(checkpoint_root, vae, cfg: TinyConfig) -> TinyConfig:
-    """The normalisation every later stage uses; measured once on training views."""
+    """The normalisation every later stage uses, measured once per VAE
+    checkpoint on training views (re-measured when the VAE changes)."""
     import numpy as np
 
     from ..images import to_model
     from .data import random_views
 
     path = stats_file(checkpoint_root)
-    if path.is_file():
-        stats = json.loads(path.read_text())
-    else:
+    vae_step = json.loads((Path(checkpoint_root) / "vae" / "state.json").read_text())["step"]
+    stats = json.loads(path.read_text()) if path.is_file() else {}
+    if stats.get("vae_step") != vae_step:
         images = to_model(random_views(np.random.default_rng(777), 512, cfg.image_size)["rgb"])
         mean, std = latent_stats(vae, images)
-        stats = {"latent_mean": mean, "latent_std": std}
+        stats = {"vae_step": vae_step, "latent_mean": mean, "latent_std": std}
         path.write_text(json.dumps(stats, indent=1))
     cfg.latent_mean, cfg.latent_std = stats["latent_mean"], stats["latent_std"]
     return cfg

@@ -61,7 +61,12 @@ def train(model: torch.nn.Module, args: LoopArgs, loss_fn: Callable[[torch.nn.Mo
     start, elapsed0 = time.time(), float(state.get("elapsed_s", 0.0))
     model.train()
 
+    saved_at = [None]
+
     def checkpoint():
+        if saved_at[0] == step:
+            return
+        saved_at[0] = step
         save_checkpoint(out, model, optimizer, {"step": step, "elapsed_s": elapsed0 + time.time() - start, "seed": args.seed})
         if on_checkpoint is not None:
             on_checkpoint(step)
@@ -78,7 +83,7 @@ def train(model: torch.nn.Module, args: LoopArgs, loss_fn: Callable[[torch.nn.Mo
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
             optimizer.step()
             step += 1
-            last = {k: float(v) for k, v in stats.items()}
+            last = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in stats.items()}
             bar.update(1)
             if step % args.log_every == 0:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in last.items()})

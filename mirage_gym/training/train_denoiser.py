@@ -3,10 +3,12 @@
     mirage-gym train denoiser --steps 40000
 
 Training samples are built exactly as the env builds a step: a trajectory of
-the env's actions through a training room, frames encoded by the frozen VAE,
-depth and static filter from the frozen geometry head (ground truth if it is
-not trained yet), the memory written after every segment of 1, 2 or 4
-frames, and read at each target pose with the same LatentSpatialMemory.
+the env's actions through a training room, each action a segment of K in
+{1, 2, 4} frames on the interpolated camera path, frames encoded by the
+frozen VAE, depth and static filter from the frozen geometry head (ground
+truth if it is not trained yet), the memory written after every segment and
+read at each target pose with the same LatentSpatialMemory, every frame of a
+segment conditioned on the last frame of the previous one.
 Latents written after the start frame and context latents get a little
 noise, because at run time they are generated, not encoded. One sample in
 ten has its memory dropped, so ``memory="none"`` is in-distribution.
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 
 from ..envs.config import EnvConfig
 from ..eval.metrics import psnr
-from ..geometry import depth_to_grid, intrinsics_from_fov, mask_to_grid, plucker_rays, relative_pose, scale_intrinsics
+from ..geometry import camera_path, depth_to_grid, intrinsics_from_fov, mask_to_grid, plucker_rays, relative_pose, scale_intrinsics
 from ..images import to_model, to_uint8
 from ..memory import LatentSpatialMemory
 from ..models.tiny.config import TinyConfig
@@ -69,11 +71,15 @@ class SampleMaker:
 
     @torch.no_grad()
     def __call__(self, rng: np.random.Generator, length: int, held_out: bool = False, noise: bool = True) -> dict:
+        """Samples from one trajectory of ``length`` actions, each split into a
+        segment of K in {1, 2, 4} frames exactly as the env does."""
         cfg, grid = self.cfg, self.cfg.latent_size
         scene = random_scene(rng, held_out)
         states = trajectory(scene, rng, length)
-        poses = torch.stack([s.c2w() for s in states])
-        times = np.arange(len(states)) / self.env_cfg.fps + rng.uniform(0, 30)
+        K = int(rng.choice([1, 2, 4]))
+        segments = [camera_path(a.c2w(), b.c2w(), K) for a, b in zip(states[:-1], states[1:])]
+        poses = torch.cat([states[0].c2w()[None]] + segments)  # (1 + length*K, 4, 4): start frame, then segments
+        times = np.arange(len(poses)) / self.env_cfg.fps + rng.uniform(0, 30)
         views = render_views(scene, poses, self.K_image, cfg.image_size, times)
         latents = (self.vae.encode(to_model(views["rgb"])).latents - self.mean) / self.std
         if self.geometry is not None:
@@ -83,25 +89,25 @@ class SampleMaker:
             depth = depth_to_grid(torch.from_numpy(views["depth"]), grid, grid)
             static = mask_to_grid(torch.from_numpy(views["static"]), grid, grid)
         generated = latents + (GENERATED_NOISE * torch.randn_like(latents) if noise else 0)
+        generated[0] = latents[0]  # the start frame is a real image in the env too
         memory = LatentSpatialMemory(voxel_size=self.env_cfg.voxel_size, capacity=self.env_cfg.memory_capacity)
         memory.write(latents[0], depth[0], self.K_latent, poses[0], static_mask=static[0])
         out = {k: [] for k in ("context", "memory", "mask", "plucker", "target", "index")}
-        seg_len = int(rng.choice([1, 2, 4]))
-        j = 1
-        while j < len(states):
-            frames = list(range(j, min(len(states), j + seg_len)))
+        context_index = 0
+        for s in range(length):
+            frames = list(range(1 + s * K, 1 + (s + 1) * K))
             view = memory.read(self.K_latent, poses[frames], grid, grid)
-            for i, k in enumerate(frames):
-                out["context"].append(generated[k - 1] if k > 1 else latents[0])
-                out["memory"].append(view.latent[i])
-                out["mask"].append(view.mask[i])
-                out["plucker"].append(plucker_rays(self.K_latent, relative_pose(poses[k - 1], poses[k]), grid, grid))
-                out["target"].append(latents[k])
-                out["index"].append(k)
+            rel = relative_pose(poses[context_index][None].expand(K, 4, 4), poses[frames])
+            out["context"].append(generated[context_index][None].expand(K, -1, -1, -1))
+            out["memory"].append(view.latent)
+            out["mask"].append(view.mask)
+            out["plucker"].append(plucker_rays(self.K_latent, rel, grid, grid))
+            out["target"].append(latents[frames])
+            out["index"].append(torch.tensor(frames))
             for k in frames:
                 memory.write(generated[k], depth[k], self.K_latent, poses[k], static_mask=static[k])
-            j += seg_len
-        samples = {k: torch.stack(v) if k != "index" else torch.tensor(v) for k, v in out.items()}
+            context_index = frames[-1]
+        samples = {k: torch.cat(v) for k, v in out.items()}
         samples["rgb"] = views["rgb"]
         return samples
 

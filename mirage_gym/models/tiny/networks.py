@@ -44,7 +44,7 @@ def build_denoiser(cfg: TinyConfig) -> UNet2DModel:
         up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
         layers_per_block=cfg.unet_layers_per_block,
         attention_head_dim=32,
-        norm_num_groups=32,
+        norm_num_groups=16,
     )
 
 

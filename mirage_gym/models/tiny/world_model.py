@@ -18,9 +18,7 @@ MARKER = "world_model.json"
 
 
 class TinyWorldModel(WorldModel):
-    """VAE + geometry head + residual-flow UNet; frames are generated one at a
-    time, each conditioned on the previous frame (context), the memory warped
-    to its pose, and its camera motion relative to the context camera."""
+    """VAE + geometry head + residual-flow UNet (see :meth:`generate`)."""
 
     name = "tiny"
 
@@ -76,23 +74,26 @@ class TinyWorldModel(WorldModel):
 
     @torch.no_grad()
     def generate(self, request: SegmentRequest) -> Segment:
+        """All K frames of a segment in one batched sampling run, as a video
+        model generates a chunk: every frame is conditioned on the segment's
+        context frame, the memory warped to its own pose and its camera motion
+        relative to the context camera. The K frames share one noise draw per
+        episode, which keeps content the memory does not pin down consistent
+        across the segment."""
         B, K = request.batch_size, request.num_frames
         h, w = self.latent_size
+        C = self.latent_channels
         K_latent = scale_intrinsics(request.K, self.image_size, (h, w))
-        context = request.context_latent.to(self.device)
-        context_c2w = request.context_c2w.to(self.device)
-        latents = []
-        for k in range(K):
-            target_c2w = request.c2w[:, k].to(self.device)
-            plucker = plucker_rays(K_latent, relative_pose(context_c2w, target_c2w), h, w)
-            noise = randn_per_episode((self.latent_channels, h, w), request.generators, B, device=self.device)
-            latent = self.sampler(context, request.memory_latent[:, k].to(self.device),
-                                  request.memory_mask[:, k].to(self.device), plucker, noise)
-            latents.append(latent)
-            context, context_c2w = latent, target_c2w
-        latents = torch.stack(latents, dim=1)  # (B, K, C, h, w)
-        depth, static = self.estimate_geometry(latents.flatten(0, 1))
-        return Segment(latents=latents, frame_index=torch.arange(K), depth=depth.unflatten(0, (B, K)),
+        context_c2w = request.context_c2w.to(self.device)  # (B, 4, 4)
+        target_c2w = request.c2w.to(self.device)  # (B, K, 4, 4)
+        rel = relative_pose(context_c2w[:, None].expand(B, K, 4, 4), target_c2w)
+        plucker = plucker_rays(K_latent, rel.flatten(0, 1), h, w)  # (B*K, 6, h, w)
+        context = request.context_latent.to(self.device)[:, None].expand(B, K, C, h, w).flatten(0, 1)
+        noise = randn_per_episode((C, h, w), request.generators, B, device=self.device)[:, None].expand(B, K, C, h, w)
+        latents = self.sampler(context, request.memory_latent.to(self.device).flatten(0, 1),
+                               request.memory_mask.to(self.device).flatten(0, 1), plucker, noise.flatten(0, 1))
+        depth, static = self.estimate_geometry(latents)
+        return Segment(latents=latents.unflatten(0, (B, K)), frame_index=torch.arange(K), depth=depth.unflatten(0, (B, K)),
                        static=static.unflatten(0, (B, K)))
 
 

@@ -1,0 +1,28 @@
+"""Spatial memories of a video world model.
+
+* :class:`LatentSpatialMemory` - the Mirage cache: latent tokens lifted to 3D,
+  read by splatting them straight onto a target camera at latent resolution.
+* :class:`RGBPointCloudMemory` - the pixel-space baseline (Voyager, Gen3C,
+  Spatia, VMem): full-resolution coloured points, rendered then VAE-encoded.
+* :func:`splat_points` (module ``splat``) - the z-buffered bilinear splat both use.
+
+Both share one implementation of storage, voxel dedup (one point per voxel,
+newest wins), capacity with least-recently-written eviction and exact
+``state_dict`` snapshots (:class:`PointMemory`).
+"""
+
+from .latent import LatentSpatialMemory, LatentView
+from .point_memory import MemoryView, PointMemory
+from .rgb import RGBPointCloudMemory, RGBView
+from .splat import SplatResult, splat_points
+
+__all__ = [
+    "LatentSpatialMemory",
+    "LatentView",
+    "MemoryView",
+    "PointMemory",
+    "RGBPointCloudMemory",
+    "RGBView",
+    "SplatResult",
+    "splat_points",
+]

@@ -1,0 +1,444 @@
+"""Shared machinery of the spatial memories: storage, voxel dedup, capacity,
+eviction, snapshots. :class:`LatentSpatialMemory` (latent tokens) and
+:class:`RGBPointCloudMemory` (full-resolution colours) differ only in what a
+point carries and how it is converted; everything else lives here once.
+
+Storage
+    ``positions`` (N, 3) float32 world xyz and ``features`` (N, C) in the
+    subclass's storage dtype (float16 latents, uint8 colours). Positions are
+    held as a contiguous (3, N) block (``positions`` is its transposed view)
+    because projecting (3, 3) @ (3, N) is several times faster on CPU than
+    (N, 3) @ (3, 3). Nothing else is stored per point: voxel keys are
+    recomputed from the positions when a write needs them (cheap, and every
+    stored byte stays useful), and the order of the rows *is* the recency
+    order, oldest first, so eviction needs no timestamps. ``nbytes`` counts
+    exactly these two tensors: 12 + C * itemsize bytes per point.
+
+Dedup: one point per voxel
+    Space is cut into cubes of side ``voxel_size`` centred on the lattice
+    points ``k * voxel_size`` (centred rather than cornered so that the floor
+    at z = 0 and walls at round coordinates fall mid-voxel: with corners there,
+    depth noise of 1e-7 m would split such a plane into two layers of voxels).
+    A voxel key packs the three integer voxel coordinates into one int64,
+    21 bits per axis, so the range is +-2**20 voxels per axis (+-105 km at
+    0.1 m); points outside it are not stored.
+
+    * Within one write, several points falling in one voxel resolve to the
+      one *nearest to the camera* (smallest z-depth; ties to the lowest pixel
+      index): it is the best-sampled observation and lies on the visible
+      surface.
+    * Across writes, the *newest wins*: a written point replaces whatever
+      the voxel held. The memory is written with the generator's own latest
+      latents, which were themselves conditioned on the memory, so the newest
+      token is the current best estimate of that surface; a running mean would
+      blur tokens that are not meant to be averaged (latents are not colours)
+      and would freeze early mistakes in; keeping the oldest would never let a
+      close-up replace a distant first glimpse.
+
+Capacity and eviction: least recently written first
+    With ``capacity`` set, after every write the oldest rows are dropped until
+    ``num_tokens <= capacity``. A written point (new or overwriting) moves to
+    the end, so what goes first is what has not been seen for the longest
+    time: the far side of the world the agent left behind, not the room it is
+    in. Within one write the points are stored farthest-from-camera first, so
+    if a single write must be trimmed (or the oldest write is partly
+    evicted) the farthest, coarsest points go first. Everything is a stable
+    sort, so eviction is deterministic.
+
+Validation
+    Every public method checks all of its inputs before it changes anything,
+    and raises ``ValueError`` naming the problem and the fix; a failed call
+    leaves the memory exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mirage_gym.geometry import backproject, check_intrinsics, check_pose, check_size
+
+from .splat import SplatResult, splat_points
+
+__all__ = ["MemoryView", "PointMemory"]
+
+_AXIS_BITS = 21
+_AXIS_OFFSET = 1 << (_AXIS_BITS - 1)  # voxel coordinates in [-2**20, 2**20)
+_STATE_FORMAT = "mirage_gym.memory/1"
+_REAL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@dataclass
+class MemoryView:
+    """What a memory looks like from one or more cameras.
+
+    ``features`` is (C, h, w) for a single 4x4 pose, (B, C, h, w) for a batch
+    of B poses; ``mask`` and ``depth`` are (h, w) or (B, h, w). ``mask`` is
+    the splat coverage in [0, 1] (0 = hole), ``depth`` the camera z-depth of
+    the surface seen (inf in holes). Subclasses add a telling alias
+    (``.latent``, ``.rgb``) for ``features``.
+    """
+
+    features: torch.Tensor
+    mask: torch.Tensor
+    depth: torch.Tensor
+
+    @property
+    def coverage(self) -> float:
+        """Mean of the mask: the fraction of the view the memory covers."""
+        return float(self.mask.float().mean())
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def _to_tensor(x, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise ValueError(f"{name} must be a torch.Tensor or numpy array, got {type(x).__name__}")
+
+
+def check_real_float(x, name: str, fix: str) -> torch.Tensor:
+    """Return ``x`` as a tensor if it holds real floating-point values, else a
+    ValueError that names ``name`` and suggests ``fix``."""
+    t = _to_tensor(x, name)
+    if t.dtype not in _REAL_FLOATS:
+        raise ValueError(f"{name} must be a real floating-point array (float16/32/64), got dtype {t.dtype}; {fix}")
+    return t
+
+
+def check_depth(depth, shape: tuple[int, ...], name: str = "depth") -> torch.Tensor:
+    """z-depth of a frame (H, W) or frames (T, H, W) as float32; inf/NaN/<= 0
+    are allowed and mean "nothing here" (the pixel is not stored)."""
+    d = check_real_float(depth, name, "convert it with .float() (integer depth in mm: divide by 1000 first)")
+    if tuple(d.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} to match the image/latent grid, got {tuple(d.shape)}")
+    return d.detach().float()
+
+
+def check_static_mask(mask, shape: tuple[int, ...], name: str = "static_mask") -> torch.Tensor:
+    """Boolean keep-mask (True = static, store it) of the given shape."""
+    m = _to_tensor(mask, name)
+    if m.dtype != torch.bool:
+        raise ValueError(f"{name} must be a boolean array (True = static, keep), got dtype {m.dtype}; use mask > 0.5 or mask.astype(bool)")
+    if tuple(m.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} to match depth, got {tuple(m.shape)}")
+    return m
+
+
+def check_poses(c2w, frames: int | None, name: str = "c2w") -> torch.Tensor:
+    """A write pose: (4, 4) for one frame, (T, 4, 4) for T frames."""
+    c2w = check_pose(c2w, name)
+    want = (4, 4) if frames is None else (frames, 4, 4)
+    if tuple(c2w.shape) != want:
+        raise ValueError(f"{name} must have shape {want} (one camera-to-world pose per written frame), got {tuple(c2w.shape)}")
+    return c2w
+
+
+# ------------------------------------------------------------------------ the base
+
+
+class PointMemory:
+    """A voxel-deduplicated, capacity-bounded cloud of points with features.
+
+    Subclasses define ``kind``, the storage dtype and channel count, how
+    write inputs become (N, C) storage features (``_validate_frames``) and how
+    a splat becomes a view (``_make_view``). See the module docstring for the
+    dedup and eviction rules.
+
+    Args:
+        voxel_size: side of a dedup voxel in metres (> 0). Choose it relative
+            to the footprint of one stored sample: a latent token covers
+            ``f`` image pixels, so an RGB memory with the same density
+            relative to its samples uses ``voxel_size / f``.
+        capacity: maximum number of stored points, or None for unbounded.
+        device: where the points live and splatting runs.
+        near, depth_tolerance, min_weight: splat settings (see
+            :func:`mirage_gym.memory.splat.splat_points`).
+    """
+
+    kind = "points"
+
+    def __init__(
+        self,
+        voxel_size: float,
+        capacity: int | None = None,
+        device: str | torch.device = "cpu",
+        *,
+        channels: int | None = None,
+        feature_dtype: torch.dtype = torch.float32,
+        near: float = 1e-2,
+        depth_tolerance: float = 0.1,
+        min_weight: float = 1e-2,
+    ):
+        self._voxel_size = self._check_voxel_size(voxel_size)
+        self._capacity = self._check_capacity(capacity)
+        self._fixed_channels = self._check_channels(channels)
+        if not isinstance(feature_dtype, torch.dtype):
+            raise ValueError(f"feature_dtype must be a torch.dtype, got {feature_dtype!r}")
+        for name, value in (("near", near), ("depth_tolerance", depth_tolerance)):
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if not (isinstance(min_weight, (int, float)) and 0 < min_weight <= 1):
+            raise ValueError(f"min_weight must be in (0, 1], got {min_weight!r}")
+        self.device = torch.device(device)
+        self.feature_dtype = feature_dtype
+        self.near, self.depth_tolerance, self.min_weight = float(near), float(depth_tolerance), float(min_weight)
+        self.reset()
+
+    # ------------------------------------------------------------- properties
+
+    @property
+    def voxel_size(self) -> float:
+        return self._voxel_size
+
+    @property
+    def capacity(self) -> int | None:
+        return self._capacity
+
+    @property
+    def channels(self) -> int | None:
+        """Feature channels: fixed at construction, or by the first write."""
+        return self._channels
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self._xyz.shape[1])
+
+    def __len__(self) -> int:
+        return self.num_tokens
+
+    @property
+    def num_writes(self) -> int:
+        """Frames written since construction or the last reset."""
+        return self._num_writes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes actually held: positions (12 per point) + features."""
+        return int(self._xyz.numel() * self._xyz.element_size() + self._features.numel() * self._features.element_size())
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """(N, 3) float32 world positions, oldest write first (read-only view)."""
+        return self._xyz.T
+
+    @property
+    def features(self) -> torch.Tensor:
+        """(N, C) stored features, same order as :attr:`positions` (read-only view)."""
+        return self._features
+
+    def __repr__(self) -> str:
+        cap = "unbounded" if self._capacity is None else self._capacity
+        return (f"{type(self).__name__}(voxel_size={self._voxel_size}, capacity={cap}, channels={self._channels}, "
+                f"num_tokens={self.num_tokens}, nbytes={self.nbytes}, device={self.device})")
+
+    # ----------------------------------------------------------------- basics
+
+    def reset(self) -> None:
+        """Forget every point (channels fall back to the constructor's)."""
+        self._channels = self._fixed_channels
+        c = 0 if self._channels is None else self._channels
+        self._xyz = torch.zeros(3, 0, dtype=torch.float32, device=self.device)  # (3, N)
+        self._features = torch.zeros(0, c, dtype=self.feature_dtype, device=self.device)
+        self._num_writes = 0
+
+    # ----------------------------------------------------------- subclass API
+
+    def _validate_frames(self, data):
+        """Check one or a batch of input frames. Return (features (T, H, W, C)
+        already in the storage dtype, T or None if unbatched, (H, W))."""
+        raise NotImplementedError
+
+    def _make_view(self, result: SplatResult, batched: bool) -> MemoryView:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ write
+
+    def _write(self, data, depth, K, c2w, static_mask) -> None:
+        """Validate everything, then lift and insert frame by frame."""
+        feats, frames, (H, W) = self._validate_frames(data)
+        shape = (H, W) if frames is None else (frames, H, W)
+        depth = check_depth(depth, shape)
+        K = check_intrinsics(K)
+        c2w = check_poses(c2w, frames)
+        static = None if static_mask is None else check_static_mask(static_mask, shape)
+        if frames is None:  # make everything (T, ...) with T = 1
+            depth, c2w = depth[None], c2w[None]
+            static = None if static is None else static[None]
+        C = feats.shape[-1]
+        if self._channels is not None and C != self._channels:
+            raise ValueError(f"this memory holds {self._channels}-channel features but got {C} channels; "
+                             "use a separate memory for each feature size (or reset() this one first)")
+        # ---- nothing above mutates; below cannot fail on user input.
+        dev = self.device
+        depth, c2w, K, feats = depth.to(dev), c2w.to(dev), K.to(dev), feats.to(dev)
+        static = None if static is None else static.to(dev)
+        self._channels = C
+        if self._features.shape[1] != C:  # empty memory learning its channel count
+            self._features = self._features.new_zeros(0, C)
+        for t in range(depth.shape[0]):
+            self._write_frame(feats[t], depth[t], K, c2w[t], None if static is None else static[t])
+
+    def _write_frame(self, feats, depth, K, c2w, static) -> None:
+        """Lift one validated frame (feats (H, W, C), depth (H, W)) and merge it."""
+        valid = torch.isfinite(depth) & (depth > 0)
+        if static is not None:
+            valid &= static
+        pixel = valid.reshape(-1).nonzero().squeeze(1)  # (M,) flat pixel index, ascending
+        points = backproject(depth, K, c2w).reshape(-1, 3)[pixel]  # (M, 3)
+        z = depth.reshape(-1)[pixel]
+        feats = feats.reshape(-1, feats.shape[-1])[pixel]
+        self._insert(points, feats, z)
+        self._num_writes += 1
+
+    def voxel_keys(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """int64 voxel keys of world points (M, 3), and a mask of the points
+        whose voxel is inside the representable range (+-2**20 per axis)."""
+        g = torch.floor(points.T / self._voxel_size + 0.5)  # (3, M) lattice-centred voxel coordinates
+        in_range = (g.abs() < _AXIS_OFFSET).all(dim=0)  # NaN compares False
+        return self._pack(torch.where(in_range, g, 0.0)), in_range
+
+    def _stored_keys(self) -> torch.Tensor:
+        """Keys of the stored points (always in range: checked when written)."""
+        return self._pack(torch.floor(self._xyz / self._voxel_size + 0.5))
+
+    @staticmethod
+    def _pack(g: torch.Tensor) -> torch.Tensor:
+        """(3, M) integral float voxel coordinates -> (M,) int64 keys, 21 bits per axis."""
+        q = g.long() + _AXIS_OFFSET  # in [0, 2**21)
+        return (q[0] << (2 * _AXIS_BITS)) | (q[1] << _AXIS_BITS) | q[2]
+
+    def _insert(self, points: torch.Tensor, feats: torch.Tensor, z: torch.Tensor) -> None:
+        """Merge M new points into storage (dedup, newest wins) and evict."""
+        keys, ok = self.voxel_keys(points)
+        if not bool(ok.all()):
+            points, feats, z, keys = points[ok], feats[ok], z[ok], keys[ok]
+        if points.shape[0] == 0:
+            return
+        # Within the write: nearest to the camera wins, ties to the lower index.
+        by_depth = torch.argsort(z, stable=True)
+        sorted_keys, perm = torch.sort(keys[by_depth], stable=True)
+        first = torch.ones_like(sorted_keys, dtype=torch.bool)
+        first[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        winners = by_depth[perm[first]]  # (U,) one per voxel, in key order
+        new_keys = sorted_keys[first]  # (U,) sorted, unique
+        # Store the write farthest-first so that eviction trims its coarsest points first.
+        farthest_first = winners[torch.argsort(z[winners], descending=True, stable=True)]
+        new_pos, new_feat = points[farthest_first], feats[farthest_first]
+
+        # Across writes: the new point replaces whatever the voxel held.
+        if self.num_tokens:
+            old_keys = self._stored_keys()
+            at = torch.searchsorted(new_keys, old_keys).clamp_(max=new_keys.shape[0] - 1)
+            keep = (new_keys[at] != old_keys).nonzero().squeeze(1)
+            xyz = torch.cat([self._xyz.index_select(1, keep), new_pos.T], dim=1)  # (3, N')
+            features = torch.cat([self._features.index_select(0, keep), new_feat])
+        else:
+            xyz, features = new_pos.T, new_feat
+        if self._capacity is not None and xyz.shape[1] > self._capacity:
+            xyz = xyz[:, -self._capacity:]  # least recently written go first
+            features = features[-self._capacity:]
+        self._xyz, self._features = xyz.contiguous(), features.contiguous()
+
+    # ------------------------------------------------------------------- read
+
+    def _read(self, K, c2w, height: int, width: int) -> MemoryView:
+        h, w = check_size(height, width)
+        K = check_intrinsics(K)
+        c2w = check_pose(c2w)
+        if c2w.ndim not in (2, 3) or c2w.shape[0] == 0:
+            raise ValueError(f"c2w must be (4, 4) or (B, 4, 4) with B >= 1, got shape {tuple(c2w.shape)}")
+        if self._channels is None:
+            raise ValueError("the memory does not know its channel count yet: write a frame first, "
+                             "or construct it with channels=C")
+        batched = c2w.ndim == 3
+        result = splat_points(self._xyz.T, self._features, K.to(self.device), c2w.to(self.device), h, w,
+                       near=self.near, depth_tolerance=self.depth_tolerance, min_weight=self.min_weight)
+        return self._make_view(result, batched)
+
+    # -------------------------------------------------------------- snapshots
+
+    def state_dict(self) -> dict:
+        """A complete snapshot: tensors plus plain python values (no custom
+        objects), so it fits safetensors (tensors + string metadata) or any
+        pickle-free format. ``load_state_dict`` restores it exactly."""
+        return {
+            "format": _STATE_FORMAT,
+            "kind": self.kind,
+            "positions": self._xyz.T.detach().clone(memory_format=torch.contiguous_format),  # (N, 3)
+            "features": self._features.detach().clone(memory_format=torch.contiguous_format),
+            "voxel_size": self._voxel_size,
+            "capacity": self._capacity,
+            "channels": self._channels,
+            "fixed_channels": self._fixed_channels,
+            "feature_dtype": str(self.feature_dtype).removeprefix("torch."),
+            "num_writes": self._num_writes,
+            "near": self.near,
+            "depth_tolerance": self.depth_tolerance,
+            "min_weight": self.min_weight,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a snapshot from :meth:`state_dict` (settings included)."""
+        if not isinstance(state, dict):
+            raise ValueError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        required = {"format", "kind", "positions", "features", "voxel_size", "capacity", "channels", "feature_dtype", "num_writes"}
+        missing = sorted(required - set(state))
+        if missing:
+            raise ValueError(f"memory state is missing {missing}; pass the dict returned by state_dict()")
+        if state["format"] != _STATE_FORMAT or state["kind"] != self.kind:
+            raise ValueError(f"state is a {state['kind']!r} memory snapshot in format {state['format']!r}; "
+                             f"this {type(self).__name__} loads kind {self.kind!r}, format {_STATE_FORMAT!r}")
+        dtype = getattr(torch, str(state["feature_dtype"]), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"state feature_dtype {state['feature_dtype']!r} is not a torch dtype")
+        pos, feat = state["positions"], state["features"]
+        if not isinstance(pos, torch.Tensor) or pos.dtype != torch.float32 or pos.ndim != 2 or pos.shape[1] != 3:
+            raise ValueError("state positions must be a float32 tensor (N, 3)")
+        if not isinstance(feat, torch.Tensor) or feat.dtype != dtype or feat.ndim != 2 or feat.shape[0] != pos.shape[0]:
+            raise ValueError(f"state features must be a {dtype} tensor (N, C) with N = {pos.shape[0]}")
+        channels = self._check_channels(state["channels"])
+        if channels is not None and feat.shape[1] != channels:
+            raise ValueError(f"state features have {feat.shape[1]} channels but the state says channels={channels}")
+        voxel_size = self._check_voxel_size(state["voxel_size"])
+        capacity = self._check_capacity(state["capacity"])
+        # ---- all checked; now replace.
+        self._voxel_size, self._capacity, self._channels = voxel_size, capacity, channels
+        self._fixed_channels = self._check_channels(state.get("fixed_channels", self._fixed_channels))
+        self.feature_dtype = dtype
+        self._num_writes = int(state["num_writes"])
+        self.near = float(state.get("near", self.near))
+        self.depth_tolerance = float(state.get("depth_tolerance", self.depth_tolerance))
+        self.min_weight = float(state.get("min_weight", self.min_weight))
+        self._xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
+        self._features = feat.detach().to(self.device).clone(memory_format=torch.contiguous_format)
+
+    # ----------------------------------------------------------------- checks
+
+    @staticmethod
+    def _check_voxel_size(voxel_size) -> float:
+        if isinstance(voxel_size, bool) or not isinstance(voxel_size, (int, float, np.floating, np.integer)) \
+                or not np.isfinite(voxel_size) or voxel_size <= 0:
+            raise ValueError(f"voxel_size must be a positive number of metres, got {voxel_size!r}")
+        return float(voxel_size)
+
+    @staticmethod
+    def _check_capacity(capacity) -> int | None:
+        if capacity is None:
+            return None
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer number of points, or None for unbounded; got {capacity!r}")
+        return int(capacity)
+
+    @staticmethod
+    def _check_channels(channels) -> int | None:
+        if channels is None:
+            return None
+        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+            raise ValueError(f"channels must be a positive integer or None, got {channels!r}")
+        return int(channels)
