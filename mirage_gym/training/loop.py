@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -71,6 +72,11 @@ def train(model: torch.nn.Module, args: LoopArgs, loss_fn: Callable[[torch.nn.Mo
         if on_checkpoint is not None:
             on_checkpoint(step)
 
+    # `kill` (SIGTERM) and a background job's SIGINT end the run like Ctrl-C: with a checkpoint.
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     bar = tqdm(total=args.steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=5)
     last = {}
     try:
@@ -97,5 +103,7 @@ def train(model: torch.nn.Module, args: LoopArgs, loss_fn: Callable[[torch.nn.Mo
         checkpoint()
         bar.close()
         log.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     model.eval()
     return last
