@@ -116,7 +116,7 @@ def test_ppo_script_trains_a_few_hundred_steps(tmp_path):
     assert summary["env_steps"] >= 192 and summary["episodes"] >= 8
     for name in ("ppo_mirage.zip", "reward_curve.png", "reward_curve.csv", "summary.json", "curve.png"):
         assert (tmp_path / name).is_file(), name
-    assert set(summary["eval_mean"]) == {"ppo", "random", "explorer"}
+    assert set(summary["eval_mean"]) == {"ppo", "ppo_greedy", "random", "explorer"}
     # the saved model is a policy `mirage-gym collect --policy <zip>` can use
     env = gym.make("MirageRoomOracle64-v0", max_episode_steps=32, **FAST)
     obs, _ = env.reset(seed=0)

@@ -131,7 +131,7 @@ def test_cache_summary_growth_and_ratios():
               "rgb_points": [160 * s for s in steps], "rgb_bytes": [2400 * s for s in steps],
               "nodedup_lat_tokens": [20 * s for s in steps], "nodedup_lat_bytes": [560 * s for s in steps],
               "nodedup_rgb_points": [320 * s for s in steps], "nodedup_rgb_bytes": [4800 * s for s in steps],
-              "lat_median_tokens": [10 * s for s in steps]}
+              "lat_env_depth_tokens": [10 * s for s in steps]}
     wc = {k: [] for k in ("step",)}
     out = summarise_cache(curves, wc, {}, flat_from=5)["embedded"]
     assert out["after_5_segments"]["ratio_bytes_rgb_over_latent"] == pytest.approx(2400 / 280)

@@ -291,10 +291,8 @@ class ScriptedExplorer:
             return np.zeros((0, 3))
         if ep.coverage is not None:
             seen = ep.coverage.seen.cpu().numpy()
-        elif ep.memory is not None and ep.memory.num_tokens:
-            import torch
-
-            seen = np.unique(voxel_keys(ep.memory.positions.float().cpu().to(torch.float32), self.sim.cfg.voxel_size).numpy())
+        elif ep.memory is not None and ep.memory.num_tokens:  # no coverage map (goal / none task): what memory holds
+            seen = np.unique(voxel_keys(ep.memory.positions.detach().float().cpu(), self.sim.cfg.voxel_size).numpy())
         else:
             seen = np.zeros(0, np.int64)
         unseen = ~np.isin(keys, seen, assume_unique=True)

@@ -290,8 +290,8 @@ def collect(args: CollectArgs) -> dict:
                                "rerun it with the same options, or pass --overwrite to discard it")
     for stale in partial.rglob(".*.tmp") if partial.exists() else []:
         stale.unlink()  # a write interrupted by a crash
-    done = {int(k): v for k, v in state["done"].items()
-            if all((partial / f).is_file() for f in _episode_files(f"episode_{int(k):06d}", formats))}
+    done = {int(k): v for k, v in state["done"].items() if int(k) < args.episodes
+            and all((partial / f).is_file() for f in _episode_files(f"episode_{int(k):06d}", formats))}
     todo = [i for i in range(args.episodes) if i not in done]
     env_kwargs = config["env_kwargs"]
     jobs = [EpisodeJob(i, args.seed + i, args.env_id, env_kwargs, config["max_episode_steps"], args.policy, formats,

@@ -89,6 +89,8 @@ def action_to_motion(action, action_type: str) -> np.ndarray:
     """Validate an action and return its (forward, strafe, yaw, pitch) in [-1, 1]."""
     if action_type == "discrete":
         try:
+            if isinstance(action, (bool, np.bool_)):
+                raise ValueError  # True would silently mean FORWARD
             value = int(action)
             if isinstance(action, (float, np.floating)) and float(action) != value:
                 raise ValueError
@@ -97,7 +99,10 @@ def action_to_motion(action, action_type: str) -> np.ndarray:
             valid = ", ".join(f"{m.value}={m.name}" for m in Action)
             raise ValueError(f"invalid discrete action {action!r}; valid actions: {valid}") from None
         return np.asarray(_DISCRETE_MOTION[a], dtype=np.float64)
-    a = np.asarray(action, dtype=np.float64)
+    try:
+        a = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"continuous action must be 4 numbers (forward, strafe, yaw, pitch) in [-1, 1], got {action!r}") from None
     if a.shape != (4,):
         raise ValueError(f"continuous action must have shape (4,) = (forward, strafe, yaw, pitch), got shape {a.shape}")
     if not np.isfinite(a).all():

@@ -6,6 +6,8 @@ Every field is JSON-serialisable so Minari can rebuild an env from its spec.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +15,16 @@ MEMORY_KINDS = ("latent", "rgb", "none")
 TASKS = ("explore", "goal", "none")
 DEPTH_SOURCES = ("auto", "model", "scene")
 SCENE_SPLITS = ("train", "eval")
+MAX_OBS_SIZE = 4096  # pixels per side; a typo such as 64000 should fail here, not as a MemoryError
+
+
+def _is_number(v) -> bool:
+    """A real number that is not a bool (YAML and numpy numbers included)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 @dataclass
@@ -72,15 +84,25 @@ class EnvConfig:
         if isinstance(self.frames_per_step, bool) or not isinstance(self.frames_per_step, int) or self.frames_per_step < 1:
             raise ValueError(f"frames_per_step must be a positive integer, got {self.frames_per_step!r}")
         s = self.obs_size
-        sizes = [s] if isinstance(s, (int, float)) else list(s) if isinstance(s, (list, tuple)) else None
-        if not sizes or len(sizes) not in (1, 2) or any(isinstance(v, bool) or int(v) != v or v < 8 for v in sizes):
-            raise ValueError(f"obs_size must be an integer >= 8 or [height, width], got {s!r}")
+        sizes = [s] if _is_number(s) else list(s) if isinstance(s, (list, tuple)) else None
+        if not sizes or len(sizes) != (1 if _is_number(s) else 2) or \
+                not all(_is_number(v) and math.isfinite(v) and int(v) == v and 8 <= v <= MAX_OBS_SIZE for v in sizes):
+            raise ValueError(f"obs_size must be an integer in [8, {MAX_OBS_SIZE}] or [height, width] of such integers, got {s!r}")
+        for name in ("memory_obs", "return_gt"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r} "
+                                 "(in YAML write true/false unquoted: a quoted 'false' is a non-empty string)")
+        self._validate_device()
+        if not isinstance(self.model_kwargs, dict) or not all(isinstance(k, str) for k in self.model_kwargs):
+            raise ValueError(f"model_kwargs must be a mapping of keyword arguments for the world model, got {self.model_kwargs!r}")
+        if isinstance(self.render_size, bool) or not isinstance(self.render_size, int) or self.render_size < 16:
+            raise ValueError(f"render_size must be an integer >= 16 (pixels of the render() view), got {self.render_size!r}")
         if isinstance(self.scene_seeds, str):
             choice("scene_seeds", self.scene_seeds, SCENE_SPLITS)
         elif isinstance(self.scene_seeds, (list, tuple)):
-            if not self.scene_seeds or not all(isinstance(v, int) and v >= 0 for v in self.scene_seeds):
+            if not self.scene_seeds or not all(_is_int(v) and v >= 0 for v in self.scene_seeds):
                 raise ValueError(f"scene_seeds list must hold non-negative ints, got {self.scene_seeds!r}")
-        elif not (isinstance(self.scene_seeds, int) and self.scene_seeds >= 0):
+        elif not (_is_int(self.scene_seeds) and self.scene_seeds >= 0):
             raise ValueError(f"scene_seeds must be 'train', 'eval', a non-negative int or a list of them, got {self.scene_seeds!r}")
         for name in ("fov_deg", "fps", "voxel_size", "move_m", "turn_deg", "look_deg", "max_pitch_deg", "goal_radius_m"):
             v = getattr(self, name)
@@ -88,14 +110,28 @@ class EnvConfig:
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
         if not 0.0 < self.fov_deg < 170.0:
             raise ValueError(f"fov_deg must be in (0, 170), got {self.fov_deg!r}")
-        if not 0.0 < self.coverage_target <= 1.0:
-            raise ValueError(f"coverage_target must be in (0, 1], got {self.coverage_target!r}")
-        if not isinstance(self.memory_capacity, int) or self.memory_capacity < 1:
+        if not (_is_number(self.coverage_target) and 0.0 < self.coverage_target <= 1.0):
+            raise ValueError(f"coverage_target must be a number in (0, 1], got {self.coverage_target!r}")
+        if not (_is_number(self.goal_bonus) and math.isfinite(self.goal_bonus)):
+            raise ValueError(f"goal_bonus must be a finite number, got {self.goal_bonus!r}")
+        if not _is_int(self.memory_capacity) or self.memory_capacity < 1:
             raise ValueError(f"memory_capacity must be a positive integer, got {self.memory_capacity!r}")
         if self.scene is not None and self.return_gt:
             raise ValueError("return_gt=True needs ground truth at every pose; a photo scene has it only at its first view")
         if self.scene is not None and self.task != "none":
             raise ValueError(f"task={self.task!r} needs the ground truth of a procedural room, which a photo scene lacks; use task='none'")
+
+    def _validate_device(self) -> None:
+        """The device must parse as a torch device; whether it exists is checked
+        when the env is built (a YAML naming cuda must still import on a laptop)."""
+        import torch
+
+        if not isinstance(self.device, (str, torch.device)):
+            raise ValueError(f"device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError, TypeError):
+            raise ValueError(f"device={self.device!r} is not a torch device; use 'cpu', 'cuda' or 'cuda:N'") from None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -151,6 +151,7 @@ class MirageRoomEnv(gym.Env):
         return self.sim.episodes[0].memory
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.sim.check_reset_options(options)  # a bad option must not reseed the env first
         super().reset(seed=seed)
         obs, info = self.sim.reset_episode(0, self.np_random, options)
         self._needs_reset = False

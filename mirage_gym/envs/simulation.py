@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,9 @@ class MirageSimulation:
     def __init__(self, cfg: EnvConfig, num_episodes: int):
         self.cfg = cfg
         self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={cfg.device!r} but this torch build sees no CUDA GPU (torch.cuda.is_available() is False); "
+                             "use device='cpu', or install a CUDA build of torch on a machine with a GPU")
         H, W = cfg.image_size
         self.world_model = load_world_model(cfg.world_model, image_size=(H, W), device=cfg.device, **cfg.model_kwargs)
         if tuple(self.world_model.image_size) != (H, W):
@@ -113,12 +117,34 @@ class MirageSimulation:
             return self._photo
         return current if current is not None and current.seed == seed else ProceduralRoom(seed)
 
-    def _scene_seed(self, rng: np.random.Generator, options: dict) -> int:
+    @staticmethod
+    def check_reset_options(options) -> dict:
+        """Validate ``reset(options=...)`` without touching any episode; return it as a dict."""
+        if options is None:
+            return {}
+        if not isinstance(options, Mapping):
+            raise ValueError(f"reset options must be a dict such as {{'scene_seed': 3, 'pose': [x, y, yaw_deg]}} or None, "
+                             f"got {type(options).__name__}")
+        options = dict(options)
+        unknown = set(options) - {"scene_seed", "pose"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown, key=str)}; valid options: 'scene_seed', 'pose' ([x, y, yaw_deg])")
         if "scene_seed" in options:
             seed = options["scene_seed"]
             if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
                 raise ValueError(f"options['scene_seed'] must be a non-negative int, got {seed!r}")
-            return int(seed)
+        if "pose" in options:
+            try:
+                pose = np.asarray(options["pose"], dtype=np.float64)
+            except (TypeError, ValueError):
+                pose = None
+            if pose is None or pose.shape != (3,) or not np.isfinite(pose).all():
+                raise ValueError(f"options['pose'] must be [x, y, yaw_deg] (finite), got {options['pose']!r}")
+        return options
+
+    def _scene_seed(self, rng: np.random.Generator, options: dict) -> int:
+        if "scene_seed" in options:
+            return int(options["scene_seed"])
         spec = self.cfg.scene_seeds
         if spec == "train":
             return int(rng.integers(0, HELD_OUT_SEED_START))
@@ -139,28 +165,30 @@ class MirageSimulation:
 
     def reset_episode(self, index: int, rng: np.random.Generator, options: dict | None = None) -> tuple[dict, dict]:
         """Start episode ``index`` with the env's seeded ``rng``."""
-        options = dict(options or {})
-        unknown = set(options) - {"scene_seed", "pose"}
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; valid options: 'scene_seed', 'pose' ([x, y, yaw_deg])")
-        seed = None if self.cfg.scene is not None else self._scene_seed(rng, options)
+        options = self.check_reset_options(options)
         ep = self.episodes[index]
-        ep.rng = rng
-        ep.generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
-        ep.scene = self._scene(ep.scene, seed)
-        scene = ep.scene
-        if "pose" in options:
-            pose = np.asarray(options["pose"], dtype=np.float64)
-            if pose.shape != (3,) or not np.isfinite(pose).all():
-                raise ValueError(f"options['pose'] must be [x, y, yaw_deg] (finite), got {options['pose']!r}")
-            if not scene.is_free(np.array([pose[0], pose[1], scene.eye_height])):
-                raise ValueError(f"options['pose'] position {pose[:2].tolist()} is not free space in scene {seed}")
-            ep.agent = AgentState(float(pose[0]), float(pose[1]), float(scene.eye_height), math.radians(pose[2]), 0.0)
-        else:
-            c2w = scene.sample_pose(rng)
-            yaw, pitch = yaw_pitch_from_pose(c2w)
-            x, y, z = (float(v) for v in np.asarray(c2w)[:3, 3])
-            ep.agent = AgentState(x, y, z, yaw, pitch)
+        # Everything that can fail on user input happens before the episode changes;
+        # on failure the generator is rewound, so a rejected reset leaves no trace.
+        rng_state = rng.bit_generator.state
+        try:
+            seed = None if self.cfg.scene is not None else self._scene_seed(rng, options)
+            generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
+            scene = self._scene(ep.scene, seed)
+            if "pose" in options:
+                pose = np.asarray(options["pose"], dtype=np.float64)
+                if not scene.is_free(np.array([pose[0], pose[1], scene.eye_height])):
+                    raise ValueError(f"options['pose'] position {pose[:2].tolist()} is not free space in scene {seed}; "
+                                     "pick a point inside the room away from furniture (scene.is_free tells), or omit 'pose'")
+                agent = AgentState(float(pose[0]), float(pose[1]), float(scene.eye_height), math.radians(pose[2]), 0.0)
+            else:
+                c2w = scene.sample_pose(rng)
+                yaw, pitch = yaw_pitch_from_pose(c2w)
+                x, y, z = (float(v) for v in np.asarray(c2w)[:3, 3])
+                agent = AgentState(x, y, z, yaw, pitch)
+        except BaseException:
+            rng.bit_generator.state = rng_state
+            raise
+        ep.rng, ep.generator, ep.scene, ep.agent = rng, generator, scene, agent
         ep.time, ep.steps = 0.0, 0
         ep.memory = self._new_memory()
         ep.coverage = CoverageMap(scene, self.cfg.voxel_size) if self.cfg.task == "explore" else None
@@ -381,43 +409,81 @@ class MirageSimulation:
         })
 
     def set_state(self, index: int, state: dict) -> None:
-        """Restore a snapshot from get_state(); validated before anything changes."""
+        """Restore a snapshot from get_state(). Everything is validated and
+        rebuilt first; the episode changes only when all of it succeeded, so a
+        foreign or truncated snapshot raises ValueError and changes nothing."""
         required = {"version", "scene_seed", "agent", "time", "steps", "memory", "coverage", "task",
                     "context_latent", "context_c2w", "last_rgb", "np_rng", "torch_rng"}
         if not isinstance(state, dict) or not required <= set(state):
             missing = sorted(required - set(state)) if isinstance(state, dict) else sorted(required)
             raise ValueError(f"not a MirageRoom snapshot (missing {missing}); pass the dict returned by env.unwrapped.get_state()")
         if state["version"] != STATE_VERSION:
-            raise ValueError(f"snapshot version {state['version']} does not match this env's version {STATE_VERSION}")
+            raise ValueError(f"snapshot version {state['version']!r} does not match this env's version {STATE_VERSION}")
         C, (h, w) = self.latent_channels, self.latent_size
-        if tuple(state["context_latent"].shape) != (C, h, w):
+        H, W = self.image_size
+        fix = "pass the unmodified dict returned by env.unwrapped.get_state() of an env with the same settings"
+
+        def tensor(name, shape, dtype=None):
+            value = state[name]
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point() or tuple(value.shape) != shape:
+                got = f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}"
+                raise ValueError(f"snapshot {name!r} must be a float torch.Tensor of shape {shape}, got {got}; {fix}")
+            if not bool(torch.isfinite(value).all()):
+                raise ValueError(f"snapshot {name!r} contains NaN or inf; {fix}")
+            return value
+
+        if isinstance(state["context_latent"], torch.Tensor) and state["context_latent"].ndim == 3 \
+                and tuple(state["context_latent"].shape) != (C, h, w):
             raise ValueError(f"snapshot has context latent {tuple(state['context_latent'].shape)}, this env's world model uses {(C, h, w)}: "
                              "restore a snapshot taken with the same world model and obs_size")
+        tensor("context_latent", (C, h, w))
+        tensor("context_c2w", (4, 4))
         if (state["memory"] is None) != (self.cfg.memory == "none") or (state["coverage"] is None) != (self.cfg.task != "explore"):
             raise ValueError("snapshot was taken with a different memory or task setting than this env's")
-        state = copy.deepcopy(state)
-        ep = self.episodes[index]
         if (state["scene_seed"] is None) != (self.cfg.scene is not None):
             raise ValueError("snapshot was taken in a photo scene and this env runs procedural rooms, or the other way round")
-        scene = self._scene(ep.scene, state["scene_seed"])
-        memory = self._new_memory()
-        if memory is not None:
-            memory.load_state_dict(state["memory"])
-        coverage = None
-        if state["coverage"] is not None:
-            coverage = CoverageMap(scene, self.cfg.voxel_size)
-            coverage.load_state_dict(state["coverage"])
-        task = make_task(self.cfg)
-        if self.cfg.task == "goal":
-            task.load_state_dict(state["task"], scene)
-        else:
-            task.load_state_dict(state["task"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["np_rng"]
-        generator = torch.Generator(device=self.device)
-        generator.set_state(state["torch_rng"])
+        seed = state["scene_seed"]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"snapshot scene_seed must be a non-negative int, got {seed!r}; {fix}")
+        agent = state["agent"]
+        if not isinstance(agent, (list, tuple)) or len(agent) != 5 or \
+                not all(isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) and math.isfinite(v) for v in agent):
+            raise ValueError(f"snapshot agent must be 5 finite numbers [x, y, z, yaw, pitch], got {agent!r}; {fix}")
+        for name in ("time", "steps"):
+            v = state[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"snapshot {name!r} must be a finite number >= 0, got {v!r}; {fix}")
+        rgb = state["last_rgb"]
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.shape != (H, W, 3):
+            raise ValueError(f"snapshot last_rgb must be a uint8 array of shape {(H, W, 3)}, got "
+                             f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}; {fix}")
+
+        state = copy.deepcopy(state)
+        ep = self.episodes[index]
+        try:
+            scene = self._scene(ep.scene, seed)
+            memory = self._new_memory()
+            if memory is not None:
+                memory.load_state_dict(state["memory"])
+            coverage = None
+            if state["coverage"] is not None:
+                coverage = CoverageMap(scene, self.cfg.voxel_size)
+                coverage.load_state_dict(state["coverage"])
+            task = make_task(self.cfg)
+            if self.cfg.task == "goal":
+                task.load_state_dict(state["task"], scene)
+            else:
+                task.load_state_dict(state["task"])
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state["np_rng"]
+            generator = torch.Generator(device=self.device)
+            generator.set_state(state["torch_rng"])
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, StopIteration) as err:
+            detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            raise ValueError(f"snapshot cannot be restored ({detail}); {fix}") from err
+        # ---- all checked and built; nothing below can fail
         ep.scene, ep.memory, ep.coverage, ep.task = scene, memory, coverage, task
-        ep.agent = AgentState(*state["agent"])
+        ep.agent = AgentState(*(float(v) for v in agent))
         ep.time, ep.steps = float(state["time"]), int(state["steps"])
         ep.context_latent = state["context_latent"].to(self.device)
         ep.context_c2w = state["context_c2w"]

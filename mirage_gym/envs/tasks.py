@@ -75,7 +75,11 @@ class GoalTask(Task):
     def load_state_dict(self, state, scene=None):
         self.distance = float(state["distance"])
         if scene is not None and state["target"] is not None:
-            self.target = next(o for o in scene.objects if o.name == state["target"])
+            target = next((o for o in scene.objects if o.name == state["target"]), None)
+            if target is None:
+                raise ValueError(f"goal target {state['target']!r} is not an object of scene {scene.seed}; "
+                                 "restore a snapshot taken in the same room")
+            self.target = target
 
 
 def make_task(cfg) -> Task:

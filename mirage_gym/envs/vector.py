@@ -68,14 +68,20 @@ class MirageRoomVectorEnv(VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Reset all sub-envs. ``seed`` int s seeds sub-env i with s + i (as
         SyncVectorEnv does), or pass one seed per sub-env."""
+        self.sim.check_reset_options(options)
         if seed is None:
             seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
+        elif isinstance(seed, (list, tuple, np.ndarray)):
             seeds = list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs")
+            bad = [s for s in seeds if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0)]
+            if bad:
+                raise ValueError(f"reset seeds must be non-negative ints or None, got {bad}")
+        else:
+            raise ValueError(f"reset seed must be an int, a list of {self.num_envs} ints, or None; got {seed!r}")
         super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
         observations, infos = [], {}
         for i, s in enumerate(seeds):
@@ -93,9 +99,13 @@ class MirageRoomVectorEnv(VectorEnv):
     def step(self, actions):
         if not self._started:
             raise RuntimeError("MirageRoomVectorEnv: call reset() before step()")
-        actions = np.asarray(actions) if self.config.action_type == "discrete" else np.asarray(actions, dtype=np.float64)
-        if actions.shape[0] != self.num_envs:
-            raise ValueError(f"step got {actions.shape[0]} actions for {self.num_envs} sub-envs")
+        try:
+            actions = np.asarray(actions) if self.config.action_type == "discrete" else np.asarray(actions, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"step needs one action per sub-env ({self.num_envs}) as an array, got {actions!r}") from None
+        if actions.ndim == 0 or actions.shape[0] != self.num_envs:
+            got = "a scalar" if actions.ndim == 0 else f"{actions.shape[0]} actions"
+            raise ValueError(f"step got {got} for {self.num_envs} sub-envs; pass an array of shape {self.action_space.shape}")
         motions = [action_to_motion(a, self.config.action_type) for a in actions]  # validate all first
 
         observations = list(self._last_obs)
@@ -138,10 +148,16 @@ class MirageRoomVectorEnv(VectorEnv):
                                     ep.agent.c2w().numpy(), self.config.fov_deg))
         return np.stack(views)
 
+    def _check_index(self, index) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < self.num_envs:
+            raise ValueError(f"sub-env index must be an int in [0, {self.num_envs}), got {index!r}")
+        return int(index)
+
     def get_state(self, index: int) -> dict:
-        return self.sim.get_state(index)
+        return self.sim.get_state(self._check_index(index))
 
     def set_state(self, index: int, state: dict) -> None:
+        index = self._check_index(index)
         if self._rngs[index] is not None:
             self.sim.episodes[index].rng = self._rngs[index]
         self.sim.set_state(index, state)

@@ -16,9 +16,10 @@ depth, every step a segment of K frames. Two scales:
 Latent features are random (bytes do not depend on their values); latents
 are stored float16 (12 B xyz + 2 C B per token), RGB points as uint8 (12 B
 xyz + 3 B). Latent tokens get the exact depth of the ray through their cell
-centre; the env's block-median reduction (``geometry.depth_to_grid``) is run
-beside it as a diagnostic, because it places tokens slightly off the surface
-and so fills more voxels.
+centre; the env's reduction of the full-resolution depth
+(``geometry.depth_to_grid``) is run beside it as a diagnostic ("lat_env_depth"
+in the curves): a token lifted slightly off its surface lands in different
+voxels from different viewpoints, which shows as growth over revisits.
 
 Dedup voxels: the latent voxel is ``voxel_size`` at a 16x16 latent grid and
 scales with the token footprint (``voxel_size * 16 / grid``); the RGB voxel is
@@ -114,7 +115,7 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
     K_img = intrinsics_from_fov(room.fov_deg, S, S)
     K_lat = scale_intrinsics(K_img, (S, S), (grid, grid))
     vox = voxel_size * 16 / grid
-    emb = {"lat": LatentSpatialMemory(vox), "lat_median": LatentSpatialMemory(vox), "rgb": RGBPointCloudMemory(vox / f),
+    emb = {"lat": LatentSpatialMemory(vox), "lat_env_depth": LatentSpatialMemory(vox), "rgb": RGBPointCloudMemory(vox / f),
            "counter": VoxelCounter(vox / f, room.bounds), "nodedup_lat": 0, "nodedup_rgb": 0}
     # ---- Wan scale
     wan_steps = min(wan_steps, n)
@@ -131,7 +132,7 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
                "counter_latent_frames": VoxelCounter(rgb_vox_w, room.bounds)}
 
     curves = {k: [] for k in ("step", "lat_tokens", "lat_bytes", "rgb_points", "rgb_bytes", "nodedup_lat_tokens",
-                              "nodedup_lat_bytes", "nodedup_rgb_points", "nodedup_rgb_bytes", "lat_median_tokens")}
+                              "nodedup_lat_bytes", "nodedup_rgb_points", "nodedup_rgb_bytes", "lat_env_depth_tokens")}
     wcurves = {k: [] for k in ("step", "wan2.2_tokens", "wan2.2_bytes", "wan2.1_tokens", "wan2.1_bytes", "rgb_points",
                                "rgb_bytes", "rgb_latent_frames_only_points", "nodedup_wan2.2_tokens",
                                "nodedup_wan2.1_tokens", "nodedup_rgb_points")}
@@ -143,8 +144,8 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
         r = render_segment(room, poses, times, S, K_img, grid=grid, K_latent=K_lat)
         latents = torch.randn(K, C, grid, grid, generator=g)
         emb["lat"].write(latents, r.depth_latent, K_lat, poses, static_mask=r.static_latent)
-        median = depth_to_grid(r.depth, grid, grid)
-        emb["lat_median"].write(latents, median, K_lat, poses, static_mask=r.static_latent)
+        env_depth = depth_to_grid(r.depth, grid, grid)
+        emb["lat_env_depth"].write(latents, env_depth, K_lat, poses, static_mask=r.static_latent)
         emb["nodedup_lat"] += _valid(r.depth_latent, r.static_latent)
         if i < validate_steps:
             emb["rgb"].write(r.rgb, r.depth, K_img, poses, static_mask=r.static)
@@ -161,7 +162,7 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
         curves["nodedup_lat_bytes"].append(emb["nodedup_lat"] * latent_token_bytes(C))
         curves["nodedup_rgb_points"].append(emb["nodedup_rgb"])
         curves["nodedup_rgb_bytes"].append(emb["nodedup_rgb"] * RGB_POINT_BYTES)
-        curves["lat_median_tokens"].append(emb["lat_median"].num_tokens)
+        curves["lat_env_depth_tokens"].append(emb["lat_env_depth"].num_tokens)
         if step == min(validate_steps, n):
             checks["embedded"] = {"step": step, "rgb_memory_points": emb["rgb"].num_tokens, "voxel_count": emb["counter"].count,
                                   "equal": emb["rgb"].num_tokens == emb["counter"].count,
@@ -246,7 +247,7 @@ def summarise_cache(curves: dict, wcurves: dict, settings: dict, flat_from: int)
         }
     emb["growth_pct"] = {"latent": growth(curves, "lat_tokens", a, n), "rgb": growth(curves, "rgb_points", a, n),
                          "nodedup_latent": growth(curves, "nodedup_lat_tokens", a, n),
-                         "latent_with_env_median_depth": growth(curves, "lat_median_tokens", a, n)}
+                         "latent_with_env_depth": growth(curves, "lat_env_depth_tokens", a, n)}
     out["embedded"] = emb
     if wcurves["step"]:
         nw = wcurves["step"][-1]

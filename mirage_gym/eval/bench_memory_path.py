@@ -66,67 +66,64 @@ def embedded_memory_path(traj, room, snapshot: dict, codec, *, image_size: int, 
             lat = codec.encode(to_model(r.rgb))
         segs.append((traj.paths[i], r, lat))
     K_frames = traj.paths.shape[1]
-    lat_mem = _restore_latent(snapshot["lat"])
-    rgb_mem = _copy_rgb(snapshot["rgb"])
     exact = PixelUnshuffleCodec(f)
+    mems = {"latent": _restore_latent(snapshot["lat"]), "rgb": _copy_rgb(snapshot["rgb"]), "rgb_exact": _copy_rgb(snapshot["rgb"])}
+    poses0, r0, lat0 = segs[0]
+    empty = LatentSpatialMemory(mems["latent"].voxel_size)
+    n_lat, n_rgb = mems["latent"].num_tokens, mems["rgb"].num_tokens
+    times = {k: [] for k in ("latent", "latent_read", "latent_write", "rgb", "rgb_read", "rgb_encode", "rgb_write",
+                             "rgb_exact", "latent_floor")}
 
     def latent_step(j):
         poses, r, lat = segs[j]
-        view = lat_mem.read(K_lat, poses, h, h)
-        lat_mem.write(lat, r.depth_latent, K_lat, poses, static_mask=r.static_latent)
-        return view
-
-    parts = {"latent_read": [], "latent_write": [], "rgb_read": [], "rgb_encode": [], "rgb_write": []}
-
-    def rgb_step(j, enc=codec):
-        poses, r, _ = segs[j]
         t0 = time.perf_counter()
-        view = rgb_mem.read(K_img, poses, S, S)
+        mems["latent"].read(K_lat, poses, h, h)
+        t1 = time.perf_counter()
+        mems["latent"].write(lat, r.depth_latent, K_lat, poses, static_mask=r.static_latent)
+        t2 = time.perf_counter()
+        return {"latent": t2 - t0, "latent_read": t1 - t0, "latent_write": t2 - t1}
+
+    def rgb_step(j, key, enc):
+        poses, r, _ = segs[j]
+        mem = mems[key]
+        t0 = time.perf_counter()
+        view = mem.read(K_img, poses, S, S)
         t1 = time.perf_counter()
         with torch.no_grad():
-            z = enc.encode(view.rgb)
+            enc.encode(view.rgb)
         t2 = time.perf_counter()
-        rgb_mem.write(r.rgb, r.depth, K_img, poses, static_mask=r.static)
+        mem.write(r.rgb, r.depth, K_img, poses, static_mask=r.static)
         t3 = time.perf_counter()
-        if enc is codec:
-            parts["rgb_read"].append(t1 - t0)
-            parts["rgb_encode"].append(t2 - t1)
-            parts["rgb_write"].append(t3 - t2)
-        return z
+        if key == "rgb_exact":
+            return {key: t3 - t0}
+        return {key: t3 - t0, "rgb_read": t1 - t0, "rgb_encode": t2 - t1, "rgb_write": t3 - t2}
 
-    def latent_parts(j):
-        poses, r, lat = segs[j]
+    def floor_step(j):
+        # the same calls on an empty memory: the fixed per-call cost, whatever the memory holds
+        empty.reset()
         t0 = time.perf_counter()
-        lat_mem.read(K_lat, poses, h, h)
-        t1 = time.perf_counter()
-        lat_mem.write(lat, r.depth_latent, K_lat, poses, static_mask=r.static_latent)
-        parts["latent_read"].append(t1 - t0)
-        parts["latent_write"].append(time.perf_counter() - t1)
+        empty.write(lat0, r0.depth_latent, K_lat, poses0, static_mask=r0.static_latent)
+        empty.read(K_lat, poses0, h, h)
+        return {"latent_floor": time.perf_counter() - t0}
 
-    n_lat, n_rgb = lat_mem.num_tokens, rgb_mem.num_tokens
     log(f"  embedded: {n_lat} latent tokens, {n_rgb} RGB points in memory; {repeats} segments of {K_frames} frames")
-    lat_t = time_calls(latent_step, repeats, warmup=2)
-    lat_mem = _restore_latent(snapshot["lat"])
-    time_calls(latent_parts, repeats, warmup=2)
-    rgb_t = time_calls(rgb_step, repeats, warmup=2)
-    rgb_mem = _copy_rgb(snapshot["rgb"])
-    rgb_exact_t = time_calls(lambda j: rgb_step(j, exact), repeats, warmup=2)
-    # The floor: the same calls on an (almost) empty memory - fixed per-call cost, independent of its size.
-    poses0, r0, lat0 = segs[0]
-    empty = LatentSpatialMemory(lat_mem.voxel_size)
-    empty.write(lat0[:1], r0.depth_latent[:1], K_lat, poses0[:1], static_mask=r0.static_latent[:1])
-    floor_t = time_calls(lambda j: (empty.reset(), empty.write(lat0, r0.depth_latent, K_lat, poses0, static_mask=r0.static_latent),
-                                    empty.read(K_lat, poses0, h, h)), repeats, warmup=2)
-    per = lambda t: t["median_ms"] / K_frames  # noqa: E731
-    med = lambda xs: 1e3 * statistics.median(xs) / K_frames if xs else None  # noqa: E731
+    # Interleaved: every segment is timed on every path back to back, so load changes on a shared
+    # machine hit all paths alike; medians over the segments.
+    for j in range(repeats + 2):
+        for step in (latent_step, lambda j: rgb_step(j, "rgb", codec), lambda j: rgb_step(j, "rgb_exact", exact), floor_step):
+            got = step(j)
+            if j >= 2:  # two warm-up segments
+                for k, v in got.items():
+                    times[k].append(v)
+    per = lambda k: 1e3 * statistics.median(times[k]) / K_frames  # noqa: E731
     out = {
         "scale": "embedded", "image_size": S, "latent_grid": h, "channels": C, "frames_per_segment": K_frames,
         "latent_tokens": n_lat, "rgb_points": n_rgb, "repeats": repeats,
-        "latent_ms_per_frame": per(lat_t), "rgb_ms_per_frame": per(rgb_t), "rgb_exact_codec_ms_per_frame": per(rgb_exact_t),
-        "ratio": per(rgb_t) / per(lat_t), "ratio_without_vae": per(rgb_exact_t) / per(lat_t),
-        "breakdown_ms_per_frame": {k: med(v) for k, v in parts.items()},
-        "latent_floor_ms_per_frame": per(floor_t),
-        "raw": {"latent": lat_t, "rgb": rgb_t, "rgb_exact_codec": rgb_exact_t},
+        "latent_ms_per_frame": per("latent"), "rgb_ms_per_frame": per("rgb"), "rgb_exact_codec_ms_per_frame": per("rgb_exact"),
+        "ratio": per("rgb") / per("latent"), "ratio_without_vae": per("rgb_exact") / per("latent"),
+        "breakdown_ms_per_frame": {k: per(k) for k in ("latent_read", "latent_write", "rgb_read", "rgb_encode", "rgb_write")},
+        "latent_floor_ms_per_frame": per("latent_floor"),
+        "raw_ms_per_segment": {k: [1e3 * x for x in v] for k, v in times.items()},
     }
     log(f"  embedded: latent {out['latent_ms_per_frame']:.3f} ms/frame, RGB {out['rgb_ms_per_frame']:.2f} ms/frame "
         f"-> {out['ratio']:.1f}x (without the VAE encode: {out['ratio_without_vae']:.1f}x)")

@@ -203,7 +203,7 @@ def render_segment(room, poses, times, size: int, K, grid: int | None = None, K_
     """Render poses (T, 4, 4) at times (T,) at ``size`` x ``size``; with
     ``grid``, also the depth of each latent token: ``"centre"`` = exact depth
     along the ray through the cell centre (a render at latent resolution),
-    ``"median"`` = ``geometry.depth_to_grid`` of the full-res depth (the
+    ``"env"`` = ``geometry.depth_to_grid`` of the full-res depth (the
     env's reduction)."""
     outs = [room.render(poses[k], K, size, size, t=float(times[k])) for k in range(len(poses))]
     r = SegmentRender(np.stack([o["rgb"] for o in outs]), torch.from_numpy(np.stack([o["depth"] for o in outs])),
@@ -215,10 +215,10 @@ def render_segment(room, poses, times, size: int, K, grid: int | None = None, K_
                 K_latent = scale_intrinsics(K, (size, size), (grid, grid))
             lo = [room.render(poses[k], K_latent, grid, grid, t=float(times[k]))["depth"] for k in range(len(poses))]
             r.depth_latent = torch.from_numpy(np.stack(lo))
-        elif latent_depth == "median":
+        elif latent_depth == "env":
             r.depth_latent = depth_to_grid(r.depth, grid, grid)
         else:
-            raise ValueError(f"latent_depth must be 'centre' or 'median', got {latent_depth!r}")
+            raise ValueError(f"latent_depth must be 'centre' or 'env', got {latent_depth!r}")
     return r
 
 

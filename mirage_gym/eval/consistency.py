@@ -112,8 +112,13 @@ def revisit_mask(first: dict, ret: dict, K, c2w_first, c2w_ret, tol: float) -> n
 
 
 def _metric(fn, a, b, mask) -> float | None:
+    """``fn`` (psnr | ssim) of uint8 images a vs b on ``mask``. For SSIM, b's pixels
+    outside the mask are replaced by a's, so that windows straddling the mask
+    border do not pick up differences outside it (a mover that moved)."""
     if mask is not None and not mask.any():
         return None
+    if mask is not None and fn is ssim:
+        b = np.where(mask[..., None], b, a)
     return float(fn(a[None], b[None], None if mask is None else mask[None])[0])
 
 

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from .base import Segment, SegmentRequest, WorldModel, randn_per_episode
+from .safe_loading import refuse_pickles
 
 WORLD_MODEL_NAMES = ("tiny", "oracle", "wan2.2")
 
@@ -27,7 +28,14 @@ def _load_tiny(**kw):
     return load_tiny_world_model(**kw)
 
 
-def _load_oracle(**kw):
+def _load_oracle(path=None, **kw):
+    if path is not None:
+        raise ValueError(f"{path}: the oracle world model has no weights, so a folder cannot hold one; "
+                         "use world_model='oracle' (and model_kwargs for its options)")
+    downsample = kw.get("downsample", 4)
+    if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
+        raise ValueError(f"the oracle's downsample (pixels per latent cell) must be a positive integer, got {downsample!r}; "
+                         "e.g. model_kwargs={'downsample': 4}")
     from .oracle import OracleWorldModel
 
     return OracleWorldModel(**kw)
@@ -36,6 +44,7 @@ def _load_oracle(**kw):
 def _load_wan(path=None, **kw):
     if path is None:
         raise ValueError("world model 'wan2.2' needs path=<local folder with the Wan2.2 weights>; see README 'Running Mirage on Wan2.2 (GPU)'")
+    refuse_pickles(path)  # anywhere in the folder, any case of the suffix, before anything is read
     from .wan import load_wan_world_model
 
     return load_wan_world_model(path, **kw)
@@ -61,9 +70,17 @@ def load_world_model(name_or_path="tiny", **kwargs) -> WorldModel:
         return _LOADERS[name](**kwargs)
     folder = Path(name).expanduser()
     if folder.is_dir():
+        refuse_pickles(folder)
         marker = folder / "world_model.json"
         if marker.is_file():
-            kind = json.loads(marker.read_text()).get("kind")
+            try:
+                meta = json.loads(marker.read_text())
+            except (ValueError, UnicodeDecodeError) as err:
+                raise ValueError(f"{marker} is not valid JSON ({err}); it should be an object such as "
+                                 '{"kind": "tiny", ...} as written by the model\'s save function') from None
+            if not isinstance(meta, dict):
+                raise ValueError(f"{marker} must hold a JSON object with a 'kind' key, got {type(meta).__name__}")
+            kind = meta.get("kind")
             if kind not in _LOADERS:
                 raise ValueError(f"{marker} names kind {kind!r}; expected one of {WORLD_MODEL_NAMES}")
             return _LOADERS[kind](path=str(folder), **kwargs)
@@ -71,6 +88,11 @@ def load_world_model(name_or_path="tiny", **kwargs) -> WorldModel:
         if (folder / "transformer").is_dir() and (folder / "vae").is_dir():
             return _load_wan(path=str(folder), **kwargs)
         raise ValueError(f"{folder} is not a world-model folder: it has neither world_model.json nor vae/ + transformer/ subfolders")
+    if folder.exists():
+        raise ValueError(f"world model path {folder} is a file; pass the folder that holds world_model.json "
+                         "(or vae/ + transformer/ for Wan2.2), not a weights file")
+    if any(sep in name for sep in ("/", "\\")) or name.startswith((".", "~")):
+        raise FileNotFoundError(f"world model folder {folder} does not exist; check the path, or use one of {WORLD_MODEL_NAMES}")
     raise ValueError(f"unknown world model {name!r}: use one of {WORLD_MODEL_NAMES}, an existing folder, or a WorldModel instance")
 
 
