@@ -9,8 +9,8 @@ one, fingerprints its data, makes the bad call, and then checks three things:
 
 1. the call raises ``expected`` and the message matches ``regex`` (the
    regexes ask for the problem *and* the fix, not just a keyword);
-2. the subject's data is bit-for-bit unchanged (env snapshot incl. RNG
-   states and the TimeLimit counter, memory state, registry, files on disk);
+2. the subject's data is bit-for-bit unchanged (env snapshot incl. both
+   RNG states, memory state, registry, files on disk);
 3. the subject is still usable: the env's next step equals the next step of
    an env that never saw the bad call, a memory still takes a good write,
    gym.make still works, an existing dataset still loads.
@@ -26,7 +26,6 @@ XPASS once it is made.
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import io
 import os
@@ -43,7 +42,7 @@ import numpy as np
 import pytest
 import torch
 
-import mirage_gym
+import mirage_gym  # noqa: F401  (registers the ids)
 from mirage_gym import Action
 from mirage_gym.memory import LatentSpatialMemory
 from mirage_gym.models import load_world_model
@@ -263,7 +262,7 @@ SUBJECTS = {
     "make": _make_subject,
     "yaml": _yaml_subject,
     "weights": _weights_subject,
-    "cli": _cli_subject,
+    "cli": _cli_subject,  # (built with tmp_path_factory too: the finished dataset is made once per run)
 }
 
 
@@ -315,6 +314,22 @@ def set_foreign_then_corrupt(env):
     state = other_state()
     state["torch_rng"] = torch.zeros(3, dtype=torch.uint8)
     env.unwrapped.set_state(state)
+
+
+def pose_free_in_first_room_only(vec):
+    """reset(options={'pose': P}) with P free in sub-env 0's next room but not in
+    sub-env 1's: sub-env 0 resets fine, sub-env 1 fails; the vector env must roll back."""
+    from mirage_gym.scenes import HELD_OUT_SEED_START, ProceduralRoom
+
+    rooms = []
+    for rng in vec._rngs:  # the rooms the next reset will draw (scene_seeds="train")
+        probe = np.random.default_rng()
+        probe.bit_generator.state = rng.bit_generator.state
+        rooms.append(ProceduralRoom(int(probe.integers(0, HELD_OUT_SEED_START))))
+    grid = [(x, y) for x in np.linspace(-6, 6, 49) for y in np.linspace(-6, 6, 49)]
+    point = next((x, y) for x, y in grid if rooms[0].is_free(np.array([x, y, rooms[0].eye_height]))
+                 and not rooms[1].is_free(np.array([x, y, rooms[1].eye_height])))
+    vec.reset(options={"pose": [float(point[0]), float(point[1]), 0.0]})
 
 
 def write_yaml(folder: Path, name: str, text: str) -> Path:
@@ -520,6 +535,8 @@ CASES = [
          r"reset options must be a dict such as \{'scene_seed'"),
     case("vector-seed-list-length", "vec", lambda vec: vec.reset(seed=[1, 2, 3]), ValueError, r"reset got 3 seeds for 2 sub-envs"),
     case("vector-seed-string", "vec", lambda vec: vec.reset(seed="0"), ValueError, r"reset seed must be an int, a list of 2 ints, or None"),
+    case("vector-pose-free-in-one-room-only", "vec", pose_free_in_first_room_only, ValueError,
+         r"sub-env 1: .*is not free space in scene \d+.*no sub-env was reset"),
     case("vector-unknown-option", "vec", lambda vec: vec.reset(options={"room": 3}), ValueError,
          r"unknown reset option\(s\) \['room'\]; valid options"),
 
@@ -584,7 +601,7 @@ CASES = [
     case("wan-root-level-ckpt", "weights", load("wan"), ValueError, r"pickle-based weight files \(wan2\.2\.ckpt\)",
          setup=build("wan", wan_layout, extra={"wan2.2.ckpt": EVIL})),
     case("wan-uppercase-suffix-deep", "weights", lambda d: load_world_model("wan2.2", path=str(d / "wan")), ValueError,
-         r"pickle-based weight files \(text_encoder/sub/W\.BIN\)", setup=build("wan", wan_layout, extra={"text_encoder/sub/W.BIN": EVIL})),
+         r"pickle-based weight files \(transformer/sub/W\.BIN\)", setup=build("wan", wan_layout, extra={"transformer/sub/W.BIN": EVIL})),
     case("wan-missing-transformer", "weights", lambda d: load_world_model("wan2.2", path=str(d / "wan")), FileNotFoundError,
          r"transformer/ \(WanTransformer3DModel\) is missing.*Expected layout", setup=build("wan", wan_layout, drop_parts=("transformer",))),
     case("marker-not-json", "weights", load("m"), ValueError, r"world_model\.json is not valid JSON .*it should be an object such as",

@@ -5,7 +5,6 @@ trajectories, the cache summary)."""
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 

@@ -82,14 +82,38 @@ class MirageRoomVectorEnv(VectorEnv):
                 raise ValueError(f"reset seeds must be non-negative ints or None, got {bad}")
         else:
             raise ValueError(f"reset seed must be an int, a list of {self.num_envs} ints, or None; got {seed!r}")
-        super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
+        # options['pose'] is the one input that can fail in sub-env i after sub-envs 0..i-1 were
+        # reset (it must be free space in each sub-env's own room): snapshot, to roll back.
+        saved = None
+        if options and "pose" in options:
+            saved = [(self.sim.get_state(i) if ep.agent is not None else None, self._rngs[i],
+                      None if self._rngs[i] is None else self._rngs[i].bit_generator.state)
+                     for i, ep in enumerate(self.sim.episodes)]
         observations, infos = [], {}
-        for i, s in enumerate(seeds):
-            if s is not None or self._rngs[i] is None:
-                self._rngs[i], _ = gym.utils.seeding.np_random(s)
-            obs, info = self.sim.reset_episode(i, self._rngs[i], options)
-            observations.append(obs)
-            infos = self._add_info(infos, info, i)
+        try:
+            for i, s in enumerate(seeds):
+                if s is not None or self._rngs[i] is None:
+                    self._rngs[i], _ = gym.utils.seeding.np_random(s)
+                obs, info = self.sim.reset_episode(i, self._rngs[i], options)
+                observations.append(obs)
+                infos = self._add_info(infos, info, i)
+        except BaseException as err:
+            failed = i
+            if saved is not None:
+                for j, (state, rng, rng_state) in enumerate(saved):
+                    self._rngs[j] = rng
+                    if rng is not None:
+                        rng.bit_generator.state = rng_state
+                        self.sim.episodes[j].rng = rng
+                    if state is not None:
+                        self.sim.set_state(j, state)
+                    else:
+                        self.sim.episodes[j].agent = None  # never reset before: back to "needs reset"
+                if isinstance(err, ValueError):
+                    raise ValueError(f"sub-env {failed}: {err} (no sub-env was reset: options apply to every sub-env, "
+                                     "so the pose must be free in each one's room)") from None
+            raise
+        super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
         self._needs_reset[:] = False
         self._elapsed[:] = 0
         self._started = True

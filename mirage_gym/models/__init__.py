@@ -44,8 +44,10 @@ def _load_oracle(path=None, **kw):
 def _load_wan(path=None, **kw):
     if path is None:
         raise ValueError("world model 'wan2.2' needs path=<local folder with the Wan2.2 weights>; see README 'Running Mirage on Wan2.2 (GPU)'")
-    refuse_pickles(path)  # anywhere in the folder, any case of the suffix, before anything is read
-    from .wan import load_wan_world_model
+    from .wan import check_weights_folder, load_wan_world_model
+
+    check_weights_folder(path)  # the layout, listing every problem (pickled component files included)
+    refuse_pickles(path)  # and pickles anywhere else in the folder, any case of the suffix, before any weights are read
 
     return load_wan_world_model(path, **kw)
 
@@ -70,7 +72,7 @@ def load_world_model(name_or_path="tiny", **kwargs) -> WorldModel:
         return _LOADERS[name](**kwargs)
     folder = Path(name).expanduser()
     if folder.is_dir():
-        refuse_pickles(folder)
+        # every loader below refuses pickle files before it reads any weights
         marker = folder / "world_model.json"
         if marker.is_file():
             try:
