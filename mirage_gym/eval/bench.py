@@ -72,13 +72,14 @@ QUICK = dict(tour_steps=120, flat_from=40, validate_steps=40, wan_size=64, wan_f
              e2e_warmup_steps=1, repeats=10, readout_write_steps=12, readout_views=4)
 
 
-def apply_quick(args: BenchArgs, explicit=None) -> BenchArgs:
+def apply_quick(args, explicit=None, quick: dict | None = None):
     """--quick: the QUICK preset for every field not set explicitly (``explicit``:
-    the names given on the command line; None: those left at the full-run default)."""
+    the names given on the command line; None: those left at the full-run default).
+    Shared by bench and eval: pass the args dataclass and its QUICK preset."""
     if not args.quick:
         return args
-    defaults = BenchArgs()
-    for name, value in QUICK.items():
+    defaults = type(args)()
+    for name, value in (QUICK if quick is None else quick).items():
         given = name in explicit if explicit is not None else getattr(args, name) != getattr(defaults, name)
         if not given:
             setattr(args, name, value)

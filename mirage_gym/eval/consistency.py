@@ -69,14 +69,9 @@ QUICK = dict(seeds=[HELD_OUT_SEED_START + 1], loops=2, turn_steps=6, walk_steps=
 
 def apply_quick(args: EvalArgs, explicit=None) -> EvalArgs:
     """--quick: the QUICK preset for every field not set explicitly (see bench.apply_quick)."""
-    if not args.quick:
-        return args
-    defaults = EvalArgs()
-    for name, value in QUICK.items():
-        given = name in explicit if explicit is not None else getattr(args, name) != getattr(defaults, name)
-        if not given:
-            setattr(args, name, value)
-    return args
+    from .bench import apply_quick as apply_preset
+
+    return apply_preset(args, explicit, QUICK)
 
 
 def _world_model(choice: str, size: int):

@@ -96,6 +96,22 @@ def fit_depth_scale(depth: torch.Tensor, ref_depth: torch.Tensor, valid: torch.T
 # ------------------------------------------------------------------------ estimator
 
 
+def preprocessor_options(path: Path) -> dict:
+    """mean, std and input_size from a transformers preprocessor_config.json, if present."""
+    opts: dict = {}
+    pre = Path(path) / "preprocessor_config.json"
+    if pre.is_file():
+        p = json.loads(pre.read_text())
+        if "image_mean" in p:
+            opts["mean"], opts["std"] = p["image_mean"], p["image_std"]
+        size = p.get("size")
+        if isinstance(size, dict):
+            size = size.get("height") or size.get("shortest_edge")
+        if size:
+            opts["input_size"] = int(size)
+    return opts
+
+
 @dataclass
 class DepthPrediction:
     depth: torch.Tensor  # (N, H, W) float32 metres, inf for sky
@@ -153,16 +169,7 @@ class DepthEstimator:
         patch = getattr(backbone, "patch_size", None) or getattr(cfg, "patch_size", None) or 14
         patch = patch[0] if isinstance(patch, (list, tuple)) else patch
         opts = dict(kind=kind, multiple=int(patch))
-        pre = path / "preprocessor_config.json"
-        if pre.is_file():
-            p = json.loads(pre.read_text())
-            if "image_mean" in p:
-                opts["mean"], opts["std"] = p["image_mean"], p["image_std"]
-            size = p.get("size")
-            if isinstance(size, dict):
-                size = size.get("height") or size.get("shortest_edge")
-            if size:
-                opts["input_size"] = int(size)
+        opts.update(preprocessor_options(path))
         if kind == "metric" and getattr(cfg, "max_depth", None):
             opts["far_depth"] = 0.98 * float(cfg.max_depth)
         opts.update(kwargs)
@@ -299,16 +306,7 @@ class SemanticSegmenter:
         path = Path(path)
         model = AutoModelForSemanticSegmentation.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
         opts = {}
-        pre = path / "preprocessor_config.json"
-        if pre.is_file():
-            p = json.loads(pre.read_text())
-            if "image_mean" in p:
-                opts["mean"], opts["std"] = p["image_mean"], p["image_std"]
-            size = p.get("size")
-            if isinstance(size, dict):
-                size = size.get("height") or size.get("shortest_edge")
-            if size:
-                opts["input_size"] = int(size)
+        opts.update(preprocessor_options(path))
         opts.update(kwargs)
         return cls(model.to(device).eval().requires_grad_(False), **opts)
 
