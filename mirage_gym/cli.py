@@ -86,7 +86,7 @@ def _collect_command(sub):
         torch.set_num_threads(max(1, args.threads))
         try:
             collect.main(args)
-        except (collect.CollectError, ValueError, FileNotFoundError) as err:
+        except (collect.CollectError, ValueError, OSError) as err:  # OSError: a disk full or a folder gone mid-run
             print(f"mirage-gym collect: {err}", file=sys.stderr)
             return 1
         return 0

@@ -56,6 +56,7 @@ class Args:
     downsample: int = 8  # latent grid = image_size / downsample
     channels: str = "4,8,16"  # latent channels for the bytes benchmark
     voxel_size: float = 0.15  # latent dedup voxel (the env default); rgb uses voxel / downsample
+    update: str = "fill"  # the memories' update rule (fill, the env default | oldest | newest)
     latent_depth: str = "grid"  # "grid": geometry.depth_to_grid (block lower median); "centre": min of the 2x2 pixels at each cell centre
     checkpoints: str = "200,2000"
     read_tokens: int = 50_000
@@ -164,8 +165,8 @@ def bench_tour(args: Args, frames: TourFrames, poses, with_rgb: bool = True):
     h, f = frames.h, args.downsample
     chans = ints(args.channels)
     checkpoints = set(ints(args.checkpoints))
-    latents = {C: LatentSpatialMemory(voxel_size=args.voxel_size) for C in chans}
-    rgb_mem = RGBPointCloudMemory(voxel_size=args.voxel_size / f) if with_rgb else None
+    latents = {C: LatentSpatialMemory(voxel_size=args.voxel_size, update=args.update) for C in chans}
+    rgb_mem = RGBPointCloudMemory(voxel_size=args.voxel_size / f, update=args.update) if with_rgb else None
     g = torch.Generator().manual_seed(args.seed)
     written = 0  # tokens the reference release would hold (finite depth, appended, no dedup)
     rows, t0 = [], time.perf_counter()
@@ -230,7 +231,7 @@ def bench_reads(args: Args, frames: TourFrames, poses, tour_memory=None) -> dict
     read_poses = list(poses[:: max(1, len(poses) // 100)][:100])
     results = {}
     for C in ints(args.read_channels):
-        mem = LatentSpatialMemory(voxel_size=args.read_voxel, capacity=args.read_tokens)
+        mem = LatentSpatialMemory(voxel_size=args.read_voxel, capacity=args.read_tokens, update="oldest")  # fills up to capacity
         g = torch.Generator().manual_seed(args.seed)
         for i, c2w in enumerate(poses):  # tour until full
             _, _, _, d_lat, s_lat = frames(i, c2w)

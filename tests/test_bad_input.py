@@ -18,9 +18,6 @@ one, fingerprints its data, makes the bad call, and then checks three things:
 While a case runs, ``torch.load``, ``pickle.load`` and ``pickle.loads`` fail
 the test if anything calls them (nothing may ever be unpickled).
 
-Cases whose fix lies in files owned elsewhere (the ``collect`` CLI) are
-marked ``xfail(strict=False)`` with the change they need; they turn into
-XPASS once it is made.
 """
 
 from __future__ import annotations
@@ -405,10 +402,6 @@ def read_only(path: Path):
         path.chmod(0o755)
 
 
-COLLECT_NEEDS = ("cli.py's collect command catches only CollectError/ValueError/FileNotFoundError: it should also catch "
-                 "OSError and gymnasium.error.Error, and collect() should check --out (a folder, writable) and --env-id "
-                 "up front with a message that names the fix")
-
 # ====================================================================== table
 
 E = pytest.param
@@ -626,12 +619,12 @@ CASES = [
     case("out-holds-another-collection", "cli", lambda out: run_cli(COLLECT_FLAGS[:-2] + ["--format", "mp4", "--out", out]), CliFailed,
          r"already holds a different or smaller finished collection; pick another --out or pass --overwrite"),
     case("out-is-a-file", "cli", lambda out: run_cli(COLLECT_FLAGS + ["--out", out / "manifest.json"]), CliFailed,
-         r"--out .*(is a file|not a directory).*(folder|--out)", xfail=COLLECT_NEEDS),
+         r"--out .*(is a file|not a directory).*(folder|--out)"),
     case("out-unwritable", "cli", readonly_out, CliFailed, r"(cannot write|not writable|Permission denied).*--out",
-         setup=locked_dir, xfail=COLLECT_NEEDS),
+         setup=locked_dir),
     case("env-id-unknown", "cli",
          lambda out: run_cli(["collect", "--env-id", "MirageRum-v0", "--episodes", "1", "--out", out.parent / "new"]),
-         CliFailed, r"MirageRum.*(registered|Did you mean)", xfail=COLLECT_NEEDS),
+         CliFailed, r"MirageRum.*(registered|Did you mean)"),
 ]
 
 

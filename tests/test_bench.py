@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mirage_gym.eval import bench
-from mirage_gym.eval.bench_cache import VoxelCounter, summarise_cache
+from mirage_gym.eval.bench_cache import RULE, VoxelCounter, summarise_cache
 from mirage_gym.eval.bench_setup import build_wan_vae, embedded_world_model, render_segment, time_calls
 from mirage_gym.eval.trajectories import centre_start, leave_and_return, room_tour, simulate, walk_out_and_back
 from mirage_gym.geometry import intrinsics_from_fov
@@ -93,7 +93,7 @@ def test_voxel_counter_matches_rgb_memory(room):
     start, actions = room_tour(room, 6)
     traj = simulate(room, start, actions, 3)
     K = intrinsics_from_fov(room.fov_deg, 32, 32)
-    mem, counter = RGBPointCloudMemory(0.03), VoxelCounter(0.03, room.bounds)
+    mem, counter = RGBPointCloudMemory(0.03, update=RULE), VoxelCounter(0.03, room.bounds)
     for i in range(len(traj)):
         r = render_segment(room, traj.paths[i], traj.times[i], 32, K)
         mem.write(r.rgb, r.depth, K, traj.paths[i], static_mask=r.static)

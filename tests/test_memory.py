@@ -130,7 +130,9 @@ def test_occluder_wins_identically_every_run():
     inner[4:12, 4:12] = True
     results = []
     for order in ("far_first", "near_first"):
-        mem = LatentSpatialMemory(voxel_size=0.02)
+        # "oldest": both surfaces are stored whatever the order ("fill" would skip the wall hidden behind
+        # an occluder written first), so this tests the splat's z-test alone.
+        mem = LatentSpatialMemory(voxel_size=0.02, update="oldest")
         writes = [(far, plane(4.0), None), (near, plane(2.0), inner)]
         if order == "near_first":
             writes.reverse()
@@ -165,13 +167,58 @@ def test_rewriting_the_same_view_does_not_grow():
     assert nbytes == n * (3 * 4 + 4 * 2)  # float32 xyz + float16 latent, nothing else
 
 
-def test_newest_write_wins_a_voxel():
-    mem = LatentSpatialMemory(voxel_size=0.05)
+def test_oldest_keeps_a_voxels_first_observation():
+    mem = LatentSpatialMemory(voxel_size=0.05, update="oldest")
+    first = latent(seed=1)
+    mem.write(first, plane(2.0), K16, pose())
+    mem.write(latent(seed=2), plane(2.0), K16, pose())
+    assert mem.num_tokens == H * W
+    torch.testing.assert_close(mem.read(K16, pose(), H, W).latent, first.half().float(), atol=1e-3, rtol=0)
+
+
+def test_update_newest_replaces_a_voxel():
+    mem = LatentSpatialMemory(voxel_size=0.05, update="newest")
     mem.write(latent(seed=1), plane(2.0), K16, pose())
     second = latent(seed=2)
     mem.write(second, plane(2.0), K16, pose())
     assert mem.num_tokens == H * W
     torch.testing.assert_close(mem.read(K16, pose(), H, W).latent, second.half().float(), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("rule", ["fill", "oldest"])
+def test_keeping_rules_still_add_the_unseen_part_of_a_write(rule):
+    mem = LatentSpatialMemory(voxel_size=0.05, update=rule)
+    first = latent(seed=1)
+    depth = plane(2.0)
+    depth[:, W // 2:] = math.inf  # only the left half is seen at first
+    mem.write(first, depth, K16, pose())
+    second = latent(seed=2)
+    mem.write(second, plane(2.0), K16, pose())
+    view = mem.read(K16, pose(), H, W).latent
+    assert mem.num_tokens == H * W
+    torch.testing.assert_close(view[:, :, : W // 2], first[:, :, : W // 2].half().float(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(view[:, :, W // 2:], second[:, :, W // 2:].half().float(), atol=1e-3, rtol=0)
+
+
+def test_fill_skips_what_the_memory_already_shows_and_keeps_nearer_surfaces():
+    mem = LatentSpatialMemory(voxel_size=0.02)  # fine voxels: dedup alone would keep both walls
+    assert mem.update == "fill"
+    first = latent(seed=1)
+    mem.write(first, plane(2.0), K16, pose())
+    n = mem.num_tokens
+    mem.write(latent(seed=2), plane(2.3), K16, pose())  # the same wall re-estimated 15% farther
+    mem.write(latent(seed=3), plane(1.7), K16, pose())  # ... and 15% nearer
+    assert mem.num_tokens == n
+    torch.testing.assert_close(mem.read(K16, pose(), H, W).latent, first.half().float(), atol=1e-3, rtol=0)
+    # A surface at less than half the distance is new (something in front): written, and it occludes.
+    depth = plane(2.0)
+    depth[:, :8] = 0.8
+    front = latent(seed=4)
+    mem.write(front, depth, K16, pose())
+    assert mem.num_tokens == n + 8 * H
+    view = mem.read(K16, pose(), H, W).latent
+    torch.testing.assert_close(view[:, :, :7], front[:, :, :7].half().float(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(view[:, :, 9:], first[:, :, 9:].half().float(), atol=1e-3, rtol=0)
 
 
 def test_within_a_write_the_nearest_token_wins_a_voxel():
@@ -264,7 +311,7 @@ def test_state_dict_round_trip_is_exact(tmp_path):
 
 def test_capacity_evicts_least_recently_written_farthest_first():
     cap = 300
-    mem = LatentSpatialMemory(voxel_size=0.02, capacity=cap)
+    mem = LatentSpatialMemory(voxel_size=0.02, capacity=cap, update="newest")
     g = torch.Generator().manual_seed(8)
     depth_a = 2.0 + torch.rand(H, W, generator=g)  # distinct depths: a strict farthest-first order
     lat_a = latent(seed=1)
@@ -365,6 +412,8 @@ def test_bad_reads_and_settings_raise():
     for bad in (dict(voxel_size=0.0), dict(voxel_size=float("nan")), dict(capacity=0), dict(capacity=2.5)):
         with pytest.raises(ValueError):
             LatentSpatialMemory(**{"voxel_size": 0.1, **bad})
+    with pytest.raises(ValueError, match="update"):
+        LatentSpatialMemory(update="mean")
     with pytest.raises(ValueError, match="kind"):
         RGBPointCloudMemory().load_state_dict(mem.state_dict())
 

@@ -212,7 +212,12 @@ def _config(args: CollectArgs, formats: tuple) -> dict:
 
     import mirage_gym  # noqa: F401
 
-    spec = gym.spec(args.env_id)
+    try:
+        spec = gym.spec(args.env_id)
+    except gym.error.Error as err:
+        mirage_ids = sorted(k for k in gym.registry if k.startswith("MirageRoom"))
+        raise CollectError(f"--env-id {args.env_id!r} is not a registered environment ({err}); "
+                           f"use one of {', '.join(mirage_ids)}") from None
     env_kwargs = dict(spec.kwargs)
     overrides = {"world_model": args.world_model or None, "obs_size": args.obs_size or None,
                  "frames_per_step": args.frames_per_step or None, "scene_seeds": args.scene_seeds or None}
@@ -225,6 +230,22 @@ def _config(args: CollectArgs, formats: tuple) -> dict:
     dataset_id = args.dataset_id or f"mirage_gym/{env_name}/{policy_name}-v0"
     return {"env_id": args.env_id, "env_kwargs": env_kwargs, "max_episode_steps": max_steps, "policy": args.policy,
             "seed": args.seed, "formats": list(formats), "dataset_id": dataset_id, "video_scale": args.video_scale}
+
+
+def _check_out(out: Path) -> None:
+    """--out must be a folder (existing or creatable) that this process can write to."""
+    if out.exists() and not out.is_dir():
+        raise CollectError(f"--out {out} is a file, not a directory; pass a folder for the collection (it is created if missing)")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    try:  # a real write: permission bits do not tell for root, immutable folders or read-only mounts
+        fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as err:
+        raise CollectError(f"cannot write to {probe} ({err.strerror or err}: not writable), so --out {out} cannot be "
+                           "created or filled; pick an --out in a folder you can write to") from None
 
 
 def _parse_formats(spec: str) -> tuple:
@@ -262,6 +283,7 @@ def collect(args: CollectArgs) -> dict:
     if args.policy not in ("explorer", "random") and not args.policy.startswith("explorer:") and not Path(args.policy).is_file():
         raise ValueError(f"--policy must be explorer, explorer:leave_and_return, random or an existing SB3 .zip, got {args.policy!r}")
     out = Path(args.out)
+    _check_out(out)
     config = _config(args, formats)
     if config["env_kwargs"].get("world_model") == "tiny":
         from ..models.tiny import weights_available

@@ -11,6 +11,8 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..memory.point_memory import UPDATE_RULES
+
 MEMORY_KINDS = ("latent", "rgb", "none")
 TASKS = ("explore", "goal", "none")
 DEPTH_SOURCES = ("auto", "model", "scene")
@@ -47,6 +49,7 @@ class EnvConfig:
     fps: float = 8.0  # scene time per generated frame is 1 / fps seconds
     voxel_size: float = 0.15  # latent memory dedup voxel (m); the rgb memory uses voxel_size / downsample
     memory_capacity: int = 60_000  # tokens (latent) or points x downsample^2 (rgb)
+    memory_update: str = "fill"  # what a write does where memory already holds the surface: fill | oldest | newest
     move_m: float = 0.25
     turn_deg: float = 15.0
     look_deg: float = 10.0
@@ -80,6 +83,7 @@ class EnvConfig:
         choice("memory", self.memory, MEMORY_KINDS)
         choice("task", self.task, TASKS)
         choice("depth_source", self.depth_source, DEPTH_SOURCES)
+        choice("memory_update", self.memory_update, UPDATE_RULES)
         choice("action_type", self.action_type, ("discrete", "continuous"))
         if isinstance(self.frames_per_step, bool) or not isinstance(self.frames_per_step, int) or self.frames_per_step < 1:
             raise ValueError(f"frames_per_step must be a positive integer, got {self.frames_per_step!r}")

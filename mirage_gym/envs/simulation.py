@@ -100,9 +100,11 @@ class MirageSimulation:
     def _new_memory(self):
         f = self.world_model.downsample
         if self.cfg.memory == "latent":
-            return LatentSpatialMemory(voxel_size=self.cfg.voxel_size, capacity=self.cfg.memory_capacity, device=self.device)
+            return LatentSpatialMemory(voxel_size=self.cfg.voxel_size, capacity=self.cfg.memory_capacity, device=self.device,
+                                       update=self.cfg.memory_update)
         if self.cfg.memory == "rgb":
-            return RGBPointCloudMemory(voxel_size=self.cfg.voxel_size / f, capacity=self.cfg.memory_capacity * f * f, device=self.device)
+            return RGBPointCloudMemory(voxel_size=self.cfg.voxel_size / f, capacity=self.cfg.memory_capacity * f * f, device=self.device,
+                                       update=self.cfg.memory_update)
         return None
 
     def _scene(self, current, seed):

@@ -25,10 +25,15 @@ Dedup voxels: the latent voxel is ``voxel_size`` at a 16x16 latent grid and
 scales with the token footprint (``voxel_size * 16 / grid``); the RGB voxel is
 the latent voxel / spatial factor (same density relative to the samples).
 
+Update rule: every memory here uses ``update="oldest"``, the pure voxel rule
+(one point per voxel, no capacity), so a memory's size is exactly the number
+of distinct voxels written. The env's default rule, ``"fill"``, also skips
+points on surfaces the memory already shows, so it stores a subset of these
+voxels: the sizes below are upper bounds for the env, for both memories.
+
 Counting: the real :class:`RGBPointCloudMemory` runs for the first
 ``validate_steps`` steps; for the rest of the tour its size is the exact
-number of distinct voxels written (the memory keeps one point per voxel,
-newest wins, no capacity), counted with the memory's own ``voxel_keys`` in a
+number of distinct voxels written, counted with the memory's own ``voxel_keys`` in a
 hash set - the real memory's O(N) merge per write would take many minutes on
 a CPU at millions of points. The two counts are checked equal at
 ``validate_steps`` and the check is reported.
@@ -52,6 +57,8 @@ RGB_POINT_BYTES = XYZ_BYTES + 3
 def latent_token_bytes(channels: int) -> int:
     return XYZ_BYTES + 2 * channels  # float16 latents
 
+
+RULE = "oldest"  # the pure voxel rule: sizes are exact voxel counts (see the module docstring)
 
 class VoxelCounter:
     """How many points a capacity-free PointMemory with this voxel holds after
@@ -115,7 +122,8 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
     K_img = intrinsics_from_fov(room.fov_deg, S, S)
     K_lat = scale_intrinsics(K_img, (S, S), (grid, grid))
     vox = voxel_size * 16 / grid
-    emb = {"lat": LatentSpatialMemory(vox), "lat_env_depth": LatentSpatialMemory(vox), "rgb": RGBPointCloudMemory(vox / f),
+    emb = {"lat": LatentSpatialMemory(vox, update=RULE), "lat_env_depth": LatentSpatialMemory(vox, update=RULE),
+           "rgb": RGBPointCloudMemory(vox / f, update=RULE),
            "counter": VoxelCounter(vox / f, room.bounds), "nodedup_lat": 0, "nodedup_rgb": 0}
     # ---- Wan scale
     wan_steps = min(wan_steps, n)
@@ -125,10 +133,10 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
     for name, (fs, ft, cz) in WAN_VAE_FACTORS.items():
         gw = Sw // fs
         wan[name] = {"grid": gw, "channels": cz, "K_lat": scale_intrinsics(K_w, (Sw, Sw), (gw, gw)),
-                     "voxel": voxel_size * 16 / gw, "lat": LatentSpatialMemory(voxel_size * 16 / gw), "nodedup_lat": 0,
+                     "voxel": voxel_size * 16 / gw, "lat": LatentSpatialMemory(voxel_size * 16 / gw, update=RULE), "nodedup_lat": 0,
                      "temporal": ft}
     rgb_vox_w = wan["wan2.2"]["voxel"] / WAN_VAE_FACTORS["wan2.2"][0]
-    wan_rgb = {"rgb": RGBPointCloudMemory(rgb_vox_w), "counter": VoxelCounter(rgb_vox_w, room.bounds),
+    wan_rgb = {"rgb": RGBPointCloudMemory(rgb_vox_w, update=RULE), "counter": VoxelCounter(rgb_vox_w, room.bounds),
                "counter_latent_frames": VoxelCounter(rgb_vox_w, room.bounds)}
 
     curves = {k: [] for k in ("step", "lat_tokens", "lat_bytes", "rgb_points", "rgb_bytes", "nodedup_lat_tokens",

@@ -68,9 +68,11 @@ class RGBPointCloudMemory(PointMemory):
         near: float = 1e-2,
         depth_tolerance: float = 0.1,
         min_weight: float = 1e-2,
+        update: str = "fill",
+        fill_tolerance: float = 0.5,
     ):
         super().__init__(voxel_size, capacity, device, channels=3, feature_dtype=torch.uint8,
-                         near=near, depth_tolerance=depth_tolerance, min_weight=min_weight)
+                         near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance)
 
     def write(self, rgb, depth, K, c2w, static_mask=None) -> None:
         """Store the pixels of one image or T images (see class docstring)."""

@@ -9,13 +9,17 @@ frozen VAE, depth and static filter from the frozen geometry head (ground
 truth if it is not trained yet), the memory written after every segment and
 read at each target pose with the same LatentSpatialMemory, every frame of a
 segment conditioned on the last frame of the previous one.
-Latents written after the start frame and context latents get a little
-noise, because at run time they are generated, not encoded. One sample in
-ten has its memory dropped, so ``memory="none"`` is in-distribution.
+Latents written after the start frame get a little noise and context
+latents more, because at run time they are generated, not encoded (the
+model's own context drifts further from an encoding than its memory does,
+since pinned cells are copied from memory). One sample in ten has its
+memory dropped, so ``memory="none"`` is in-distribution.
 
 Objective: rectified flow on the residual r = x0 - mask * memory, velocity
 target (noise - r), noise levels drawn half from the 4 inference levels and
-half uniformly.
+half uniformly. The loss counts only the cells the sampler does not pin to
+memory (mask < ``cfg.memory_pin``): what it predicts on pinned cells is
+thrown away at run time.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ from .data import random_scene, render_views, trajectory
 from .frozen import load_or_measure_stats, load_trained_geometry, load_trained_vae
 from .loop import LoopArgs, train
 
-GENERATED_NOISE = 0.05
+GENERATED_NOISE = 0.05  # on latents written to memory after the start frame
+CONTEXT_NOISE = 0.15  # on the context latent of every segment but the first
 MEMORY_DROPOUT = 0.1
 INFERENCE_SIGMAS = torch.tensor([1.0, 0.75, 0.5, 0.25])
 
@@ -90,7 +95,8 @@ class SampleMaker:
             static = mask_to_grid(torch.from_numpy(views["static"]), grid, grid)
         generated = latents + (GENERATED_NOISE * torch.randn_like(latents) if noise else 0)
         generated[0] = latents[0]  # the start frame is a real image in the env too
-        memory = LatentSpatialMemory(voxel_size=self.env_cfg.voxel_size, capacity=self.env_cfg.memory_capacity)
+        memory = LatentSpatialMemory(voxel_size=self.env_cfg.voxel_size, capacity=self.env_cfg.memory_capacity,
+                                     update=self.env_cfg.memory_update)
         memory.write(latents[0], depth[0], self.K_latent, poses[0], static_mask=static[0])
         out = {k: [] for k in ("context", "memory", "mask", "plucker", "target", "index")}
         context_index = 0
@@ -98,7 +104,10 @@ class SampleMaker:
             frames = list(range(1 + s * K, 1 + (s + 1) * K))
             view = memory.read(self.K_latent, poses[frames], grid, grid)
             rel = relative_pose(poses[context_index][None].expand(K, 4, 4), poses[frames])
-            out["context"].append(generated[context_index][None].expand(K, -1, -1, -1))
+            context = generated[context_index]
+            if noise and context_index > 0:
+                context = latents[context_index] + CONTEXT_NOISE * torch.randn_like(context)
+            out["context"].append(context[None].expand(K, -1, -1, -1))
             out["memory"].append(view.latent)
             out["mask"].append(view.mask)
             out["plucker"].append(plucker_rays(self.K_latent, rel, grid, grid))
@@ -112,7 +121,7 @@ class SampleMaker:
         return samples
 
 
-def flow_loss(unet, batch: dict, rng: np.random.Generator) -> dict:
+def flow_loss(unet, batch: dict, rng: np.random.Generator, pin: float = 0.9) -> dict:
     n = batch["target"].shape[0]
     mask = batch["mask"].clone()
     drop = torch.from_numpy(rng.random(n) < MEMORY_DROPOUT)
@@ -125,7 +134,8 @@ def flow_loss(unet, batch: dict, rng: np.random.Generator) -> dict:
     s = sigma.view(-1, 1, 1, 1)
     noisy = (1 - s) * residual + s * noise
     velocity = unet(denoiser_input(noisy, batch["context"], memory, mask, batch["plucker"]), sigma * NUM_TRAIN_TIMESTEPS).sample
-    loss = F.mse_loss(velocity, noise - residual)
+    weight = (mask < pin).float()[:, None]  # (n, 1, h, w): cells the sampler does not pin
+    loss = ((velocity - (noise - residual)) ** 2 * weight).sum() / (weight.sum() * residual.shape[1]).clamp(min=1)
     return {"loss": loss, "residual_rms": residual.pow(2).mean().sqrt().detach()}
 
 
@@ -133,7 +143,7 @@ def flow_loss(unet, batch: dict, rng: np.random.Generator) -> dict:
 def evaluate_denoiser(unet, maker: SampleMaker, count: int = 6) -> dict:
     """Held-out rooms: PSNR of generated frames (4 steps) against ground truth,
     over all pixels and over pixels the memory covers (mask > 0.9)."""
-    sampler = ResidualFlowSampler(unet, steps=4)
+    sampler = ResidualFlowSampler(unet, steps=4, pin=maker.cfg.memory_pin)
     rng = np.random.default_rng(2024)
     all_scores, seen_scores = [], []
     g = torch.Generator().manual_seed(0)
@@ -171,7 +181,7 @@ def main(args: DenoiserArgs) -> dict:
         refill(rng)
         idx = rng.integers(0, len(pool), args.batch_size)
         batch = {k: torch.stack([pool[i][k] for i in idx]) for k in pool[0]}
-        return flow_loss(model, batch, rng)
+        return flow_loss(model, batch, rng, pin=cfg.memory_pin)
 
     def on_checkpoint(step):
         unet.eval()

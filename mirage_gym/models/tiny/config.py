@@ -15,6 +15,9 @@ class TinyConfig:
     unet_channels: tuple = (32, 64, 96)  # sized for >= 20 frames/s on a 2-core CPU
     unet_layers_per_block: int = 1
     denoise_steps: int = 4
+    # Cells the warped memory covers at least this much are taken from memory
+    # verbatim (the residual is dropped there); > 1 disables pinning.
+    memory_pin: float = 0.9
     # Per-channel statistics of the VAE's raw latents (measured after VAE training);
     # memory, denoiser and geometry head all work on normalised latents.
     latent_mean: list = field(default_factory=lambda: [0.0] * 8)
