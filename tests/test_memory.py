@@ -63,6 +63,22 @@ def test_splat_bilinear_weights_are_analytic():
     assert float(out.features[0, :, 0, 0].abs().sum()) == 0.0
 
 
+def test_a_point_that_grazes_a_cell_does_not_hide_the_surface_covering_it():
+    K = torch.eye(3)
+    # A surface point at z = 4 exactly on the centre of cell (4, 3): weight 1 there.
+    wall = torch.tensor([[3.5 * 4.0, 4.5 * 4.0, 4.0]])
+    # A nearer point (z = 1) at u = 2.6 (cell coordinate 2.1): weight 0.9 in cell (4, 2), 0.1 in cell (4, 3).
+    grazer = torch.tensor([[2.6 * 1.0, 4.5 * 1.0, 1.0]])
+    out = splat_points(torch.cat([wall, grazer]), torch.tensor([[1.0], [-1.0]]), K, torch.eye(4), 8, 8)
+    assert float(out.mask[0, 4, 3]) == pytest.approx(1.0)  # the wall's full weight survives, the grazer adds 0.1 (clamped)
+    assert float(out.features[0, 0, 4, 3]) == pytest.approx((1.0 - 0.1) / 1.1)  # blended, not replaced
+    assert float(out.features[0, 0, 4, 2]) == pytest.approx(-1.0)  # where the grazer is strong it is the front
+    # A strong nearer point (weight 0.75 in the cell) still occludes the wall there.
+    occluder = torch.tensor([[3.25 * 1.0, 4.5 * 1.0, 1.0]])
+    out = splat_points(torch.cat([wall, occluder]), torch.tensor([[1.0], [-1.0]]), K, torch.eye(4), 8, 8)
+    assert float(out.features[0, 0, 4, 3]) == pytest.approx(-1.0) and float(out.mask[0, 4, 3]) == pytest.approx(0.75)
+
+
 def test_splat_drops_points_behind_camera_and_outside_grid():
     K = intrinsics_from_fov(90.0, 8, 8)
     pts = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, 0.001], [100.0, 0.0, 1.0], [0.0, -100.0, 1.0]])
@@ -207,12 +223,13 @@ def test_fill_skips_what_the_memory_already_shows_and_keeps_nearer_surfaces():
     mem.write(first, plane(2.0), K16, pose())
     n = mem.num_tokens
     mem.write(latent(seed=2), plane(2.3), K16, pose())  # the same wall re-estimated 15% farther
-    mem.write(latent(seed=3), plane(1.7), K16, pose())  # ... and 15% nearer
+    mem.write(latent(seed=3), plane(1.0), K16, pose())  # ... and 50% nearer (estimated depth of generated frames is that bad)
     assert mem.num_tokens == n
     torch.testing.assert_close(mem.read(K16, pose(), H, W).latent, first.half().float(), atol=1e-3, rtol=0)
-    # A surface at less than half the distance is new (something in front): written, and it occludes.
+    # A surface at less than a quarter of the distance (fill_tolerance 0.75) is new: written, and it occludes.
+    assert mem.fill_tolerance == 0.75
     depth = plane(2.0)
-    depth[:, :8] = 0.8
+    depth[:, :8] = 0.45
     front = latent(seed=4)
     mem.write(front, depth, K16, pose())
     assert mem.num_tokens == n + 8 * H

@@ -75,7 +75,7 @@ class LatentSpatialMemory(PointMemory):
         depth_tolerance: float = 0.1,
         min_weight: float = 1e-2,
         update: str = "fill",
-        fill_tolerance: float = 0.5,
+        fill_tolerance: float = 0.75,
     ):
         if feature_dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise ValueError(f"feature_dtype must be a floating-point torch dtype (float16 recommended), got {feature_dtype!r}")

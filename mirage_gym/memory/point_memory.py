@@ -32,7 +32,8 @@ Dedup: one point per voxel
       ``"fill"``: a write only fills what the memory does not already show.
       Before a frame is lifted, the memory is splatted at that frame's own
       camera, and a point is skipped where that view is covered (mask >=
-      0.5) unless the point is nearer than the surface shown by more than
+      0.25: a seen surface viewed obliquely splats sparser than the grid,
+      so its coverage sums below 1) unless the point is nearer than the surface shown by more than
       ``fill_tolerance`` (relative): a static surface the memory never saw
       in front of one it did (walking around a chair) is still written,
       while the same wall re-estimated a little nearer is not. Voxels
@@ -202,7 +203,7 @@ class PointMemory:
         depth_tolerance: float = 0.1,
         min_weight: float = 1e-2,
         update: str = "fill",
-        fill_tolerance: float = 0.5,
+        fill_tolerance: float = 0.75,
     ):
         if update not in UPDATE_RULES:
             raise ValueError(f"update must be one of {UPDATE_RULES}, got {update!r}")
@@ -340,7 +341,7 @@ class PointMemory:
         seen = splat_points(self._xyz.T, self._features[:, :0], K, c2w, H, W, near=self.near,
                             depth_tolerance=self.depth_tolerance, min_weight=self.min_weight)
         mask, front = seen.mask[0], seen.depth[0]
-        return (mask >= 0.5) & (depth >= (1.0 - self.fill_tolerance) * front)
+        return (mask >= 0.25) & (depth >= (1.0 - self.fill_tolerance) * front)
 
     def voxel_keys(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """int64 voxel keys of world points (M, 3), and a mask of the points

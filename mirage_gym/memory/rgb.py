@@ -69,7 +69,7 @@ class RGBPointCloudMemory(PointMemory):
         depth_tolerance: float = 0.1,
         min_weight: float = 1e-2,
         update: str = "fill",
-        fill_tolerance: float = 0.5,
+        fill_tolerance: float = 0.75,
     ):
         super().__init__(voxel_size, capacity, device, channels=3, feature_dtype=torch.uint8,
                          near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance)

@@ -8,7 +8,10 @@ spreads each one bilinearly over the four cells whose centres surround it.
 Occlusion is resolved deterministically, in two passes:
 
 1. every (point, cell) contribution offers its camera depth z, and
-   ``scatter_reduce(amin)`` keeps the smallest per cell: the front surface.
+   ``scatter_reduce(amin)`` keeps the smallest per cell among the strong
+   contributions (bilinear weight >= 0.25; the smallest of all where a cell
+   has none): the front surface. A point that only grazes a cell does not
+   get to hide the surface that covers it.
    A minimum does not depend on the order of the writes, so this is exact and
    identical on every run and device (unlike the reference release, whose
    "nearest wins" relied on duplicate-index writes with undefined order);
@@ -49,6 +52,9 @@ import torch
 from mirage_gym.geometry import check_intrinsics, check_pose, check_size, invert_pose
 
 __all__ = ["SplatResult", "splat_points"]
+
+# A contribution at least this strong can define a cell's front surface (pass 1).
+STRONG_WEIGHT = 0.25
 
 # Accumulate channel-first (one flat scatter per corner) up to this many
 # accumulated columns (C + 2); above it, row-wise index_add_ is cheaper.
@@ -171,9 +177,20 @@ def _splat(points, features, P, h: int, w: int, near: float, depth_tolerance: fl
     cell = torch.where(weight >= min_weight, base + offsets, trash)  # (4, M)
     zz = z.expand(4, -1)  # (4, M)
 
-    # --- pass 1: front depth per cell; a minimum is order-independent.
+    # --- pass 1: front depth per cell; a minimum is order-independent. The
+    # front is the nearest *strong* contribution (weight >= STRONG_WEIGHT); only
+    # cells with none fall back to the nearest of all. A point that merely
+    # grazes a cell must not hide the surface that covers it: on a floor or a
+    # slanted wall, neighbouring tokens differ in depth by more than the
+    # tolerance, and a nearest-of-all front rejected most of a cell's weight
+    # (a 15-degree turn left half of a fully seen view "uncovered").
+    flat_cell, flat_z = cell.reshape(-1), zz.reshape(-1)
+    front_all = torch.full((cells + 1,), float("inf"), device=dev)
+    front_all.scatter_reduce_(0, flat_cell, flat_z, reduce="amin", include_self=True)
     front = torch.full((cells + 1,), float("inf"), device=dev)
-    front.scatter_reduce_(0, cell.reshape(-1), zz.reshape(-1), reduce="amin", include_self=True)
+    front.scatter_reduce_(0, torch.where(weight.reshape(-1) >= STRONG_WEIGHT, flat_cell, trash), flat_z,
+                          reduce="amin", include_self=True)
+    front = torch.where(torch.isinf(front), front_all, front)
 
     # --- pass 2: accumulate [w * feature, w, w * z] of the front-surface contributions.
     weight = weight * (zz <= front.index_select(0, cell.reshape(-1)).reshape(4, -1) * (1.0 + depth_tolerance))  # (4, M)
