@@ -44,7 +44,7 @@ def from_namespace(cls, ns: argparse.Namespace):
 def _train_commands(sub):
     from .training import export, train_denoiser, train_geometry, train_vae
 
-    train = sub.add_parser("train", help="train the embedded world model (vae, geometry, denoiser), then export its weights")
+    train = sub.add_parser("train", help=TRAIN_HELP)
     stages = train.add_subparsers(dest="stage", required=True)
     for name, module, cls in (("vae", train_vae, train_vae.VaeArgs), ("geometry", train_geometry, train_geometry.GeometryArgs),
                               ("denoiser", train_denoiser, train_denoiser.DenoiserArgs), ("export", export, export.ExportArgs)):
@@ -53,10 +53,17 @@ def _train_commands(sub):
         p.set_defaults(run=lambda ns, module=module, cls=cls: module.main(from_namespace(cls, ns)))
 
 
+TRAIN_HELP = "train the embedded world model (vae, geometry, denoiser), then export its weights"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="mirage-gym", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _train_commands(sub)
+    if argv[:1] == ["train"]:
+        _train_commands(sub)
+    else:  # the trainers import diffusers at module level: only load them for `train` (saves seconds per command)
+        sub.add_parser("train", help=TRAIN_HELP)
     from . import demo
 
     p = sub.add_parser("demo", help="run one episode and write runs/demo/episode.mp4 and a contact sheet")
