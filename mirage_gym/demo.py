@@ -35,6 +35,7 @@ class DemoArgs:
     scene_seed: int = 1_000_007  # a held-out room the model never trained on
     out: str = "runs/demo"
     panel: int = 256
+    threads: int = 1  # torch threads: the tiny model gains little from more, and a busy core stalls a thread pool
 
 
 def _label(panel: np.ndarray, text: str) -> np.ndarray:
@@ -46,7 +47,11 @@ def _label(panel: np.ndarray, text: str) -> np.ndarray:
 
 
 def main(args: DemoArgs) -> dict:
+    import torch
+
     from .models.tiny import weights_available
+
+    torch.set_num_threads(max(1, args.threads))
 
     world_model = args.world_model
     if world_model == "tiny" and not weights_available():
