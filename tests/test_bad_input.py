@@ -603,6 +603,9 @@ CASES = [
          setup=build("m", marker='{"kind": "sora"}')),
     case("marker-oracle-folder", "weights", load("m"), ValueError, r"the oracle world model has no weights.*use world_model='oracle'",
          setup=build("m", marker='{"kind": "oracle"}')),
+    case("marker-tiny-without-config", "weights", load("m"), ValueError,
+         r"world_model\.json has no \"config\" object.*re-export the folder with `mirage-gym train export`",
+         setup=build("m", marker='{"kind": "tiny"}')),
 
     # ---------------------------------------------------------- CLI flags and dataset paths
     case("episodes-zero", "cli", lambda out: run_cli(COLLECT_FLAGS[:-4] + ["--episodes", "0", "--out", out.parent / "new"]), CliFailed,

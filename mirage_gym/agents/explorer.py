@@ -390,7 +390,12 @@ class ScriptedExplorer:
         if here is None or depth > 1:
             return Action.TURN_LEFT
         if depth == 0:
-            st.visited[here, self._heading_index(st, a.yaw)] += 1
+            # every cell the agent counts as "arrived at" gets this view marked, not only the nearest:
+            # otherwise a plan for a neighbouring cell within the arrival radius never loses its gain and
+            # the agent ping-pongs between two headings there (scene 396751 did for 2,000 steps)
+            near = np.hypot(*(st.cells - [a.x, a.y]).T) < self.ARRIVE * self.move
+            near[here] = True
+            st.visited[near, self._heading_index(st, a.yaw)] += 1
         if st.plan is None or st.plan.age >= self.replan_every:
             st.plan = self._plan(ep, st, here)
         if st.plan is None:  # nothing left to see (or nowhere to go): scan in place

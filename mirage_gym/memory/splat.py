@@ -55,6 +55,7 @@ __all__ = ["SplatResult", "splat_points"]
 
 # A contribution at least this strong can define a cell's front surface (pass 1).
 STRONG_WEIGHT = 0.25
+_WEAK_SCALE = float(2**30)
 
 # Accumulate channel-first (one flat scatter per corner) up to this many
 # accumulated columns (C + 2); above it, row-wise index_add_ is cheaper.
@@ -184,13 +185,15 @@ def _splat(points, features, P, h: int, w: int, near: float, depth_tolerance: fl
     # slanted wall, neighbouring tokens differ in depth by more than the
     # tolerance, and a nearest-of-all front rejected most of a cell's weight
     # (a 15-degree turn left half of a fully seen view "uncovered").
-    flat_cell, flat_z = cell.reshape(-1), zz.reshape(-1)
-    front_all = torch.full((cells + 1,), float("inf"), device=dev)
-    front_all.scatter_reduce_(0, flat_cell, flat_z, reduce="amin", include_self=True)
+    # One scatter does both: weak contributions offer z * 2**30 (exact: a power
+    # of two), which loses to any strong one (strong depths are < 1e7 m: points
+    # beyond the 21-bit voxel range are never stored); cells that only got weak
+    # ones are scaled back (weak points nearer than 1 cm are not told apart).
+    weak = (weight < STRONG_WEIGHT).reshape(-1)
     front = torch.full((cells + 1,), float("inf"), device=dev)
-    front.scatter_reduce_(0, torch.where(weight.reshape(-1) >= STRONG_WEIGHT, flat_cell, trash), flat_z,
+    front.scatter_reduce_(0, cell.reshape(-1), torch.where(weak, zz.reshape(-1) * _WEAK_SCALE, zz.reshape(-1)),
                           reduce="amin", include_self=True)
-    front = torch.where(torch.isinf(front), front_all, front)
+    front = torch.where(front >= _WEAK_SCALE * max(near, 1e-2), front / _WEAK_SCALE, front)
 
     # --- pass 2: accumulate [w * feature, w, w * z] of the front-surface contributions.
     weight = weight * (zz <= front.index_select(0, cell.reshape(-1)).reshape(4, -1) * (1.0 + depth_tolerance))  # (4, M)

@@ -103,15 +103,20 @@ def weights_available(path: Path = DEFAULT_WEIGHTS) -> bool:
 
 def load_tiny_world_model(path=None, image_size=None, device="cpu", denoise_steps: int | None = None) -> TinyWorldModel:
     """Load the embedded model from ``path`` (default: the weights shipped in the package)."""
-    from diffusers import AutoencoderTiny, UNet2DModel
-
     from ..safe_loading import check_weights_folder
 
     folder = Path(path) if path is not None else DEFAULT_WEIGHTS
     check_weights_folder(folder, required=[MARKER, "vae", "denoiser", "geometry"],
                          hint="train them with `mirage-gym train vae|geometry|denoiser` or reinstall the package")
-    meta = json.loads((folder / MARKER).read_text())
+    try:
+        meta = json.loads((folder / MARKER).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{folder / MARKER} is not valid JSON ({err}); re-export the folder with `mirage-gym train export`") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{folder / MARKER} has no \"config\" object (the model sizes and latent statistics); "
+                         "re-export the folder with `mirage-gym train export`")
     cfg = TinyConfig.from_dict(meta["config"])
+    from diffusers import AutoencoderTiny, UNet2DModel  # after the checks: importing diffusers takes seconds
     if image_size is not None and tuple(image_size) != (cfg.image_size, cfg.image_size):
         raise ValueError(f"the tiny world model at {folder} makes {cfg.image_size}x{cfg.image_size} frames; "
                          f"got obs_size {list(image_size)}: use obs_size={cfg.image_size}")
