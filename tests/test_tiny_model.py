@@ -80,3 +80,28 @@ def test_shipped_model_regenerates_the_current_view_from_memory(shipped):
         obs, *_ = env.step(Action.STAY)
         scores.append(float(psnr(obs["rgb"], first)[0]))
     assert np.mean(scores) >= 20.0, scores
+
+
+def test_sampler_pins_covered_cells_to_memory_and_closes_gaps():
+    """Where the memory covers a cell the sampler returns the memory token
+    itself; a cell between covered neighbours is filled from them; a real
+    hole (no covered neighbours) is left to the denoiser."""
+    from mirage_gym.models.tiny.pipeline import ResidualFlowSampler, close_gaps
+
+    cfg = TinyConfig(unet_channels=(32, 32, 32))
+    torch.manual_seed(0)
+    sampler = ResidualFlowSampler(build_denoiser(cfg).eval(), steps=2, pin=0.5, gap_support=1.5)
+    C, h = cfg.latent_channels, cfg.latent_size
+    memory = torch.randn(1, C, h, h)
+    mask = torch.ones(1, h, h)
+    mask[0, 5, 5] = 0.0  # a gap inside a covered surface
+    mask[0, :, 10:] = 0.0  # unseen space
+    out = sampler(torch.zeros(1, C, h, h), memory, mask, torch.zeros(1, 6, h, h), torch.randn(1, C, h, h))
+    covered = mask[0] >= 0.5
+    assert torch.equal(out[0][:, covered], memory[0][:, covered])
+    filled, filled_mask = close_gaps(memory, mask, pin=0.5, min_support=1.5)
+    neighbours = memory[0, :, 4:7, 4:7].sum((1, 2)) - memory[0, :, 5, 5]
+    torch.testing.assert_close(filled[0, :, 5, 5], neighbours / 8)
+    torch.testing.assert_close(out[0, :, 5, 5], neighbours / 8)
+    assert filled_mask[0, 5, 5] == 1 and (filled_mask[0, :, 11:] == 0).all()  # deep in the hole: no support
+    assert not torch.equal(out[0, :, :, 12], memory[0, :, :, 12])  # generated there

@@ -40,7 +40,7 @@ from ..images import to_model, to_uint8
 from ..memory import LatentSpatialMemory
 from ..models.tiny.config import TinyConfig
 from ..models.tiny.networks import build_denoiser
-from ..models.tiny.pipeline import NUM_TRAIN_TIMESTEPS, ResidualFlowSampler, denoiser_input
+from ..models.tiny.pipeline import NUM_TRAIN_TIMESTEPS, ResidualFlowSampler, close_gaps, denoiser_input
 from .data import random_scene, render_views, trajectory
 from .frozen import load_or_measure_stats, load_trained_geometry, load_trained_vae
 from .loop import LoopArgs, train
@@ -121,12 +121,14 @@ class SampleMaker:
         return samples
 
 
-def flow_loss(unet, batch: dict, rng: np.random.Generator, pin: float = 0.9) -> dict:
+def flow_loss(unet, batch: dict, rng: np.random.Generator, pin: float = 0.5, gap_support: float | None = None) -> dict:
     n = batch["target"].shape[0]
     mask = batch["mask"].clone()
     drop = torch.from_numpy(rng.random(n) < MEMORY_DROPOUT)
     mask[drop] = 0
     memory = batch["memory"]
+    if gap_support is not None:  # the sampler's conditioning, exactly
+        memory, mask = close_gaps(memory, mask, pin, gap_support)
     residual = batch["target"] - memory * mask[:, None]
     pick = torch.from_numpy(rng.random(n) < 0.5)
     sigma = torch.where(pick, INFERENCE_SIGMAS[torch.from_numpy(rng.integers(0, 4, n))], torch.from_numpy(rng.random(n)).float())
@@ -143,7 +145,7 @@ def flow_loss(unet, batch: dict, rng: np.random.Generator, pin: float = 0.9) -> 
 def evaluate_denoiser(unet, maker: SampleMaker, count: int = 6) -> dict:
     """Held-out rooms: PSNR of generated frames (4 steps) against ground truth,
     over all pixels and over pixels the memory covers (mask > 0.9)."""
-    sampler = ResidualFlowSampler(unet, steps=4, pin=maker.cfg.memory_pin)
+    sampler = ResidualFlowSampler(unet, steps=4, pin=maker.cfg.memory_pin, gap_support=maker.cfg.gap_support)
     rng = np.random.default_rng(2024)
     all_scores, seen_scores = [], []
     g = torch.Generator().manual_seed(0)
@@ -181,7 +183,7 @@ def main(args: DenoiserArgs) -> dict:
         refill(rng)
         idx = rng.integers(0, len(pool), args.batch_size)
         batch = {k: torch.stack([pool[i][k] for i in idx]) for k in pool[0]}
-        return flow_loss(model, batch, rng, pin=cfg.memory_pin)
+        return flow_loss(model, batch, rng, pin=cfg.memory_pin, gap_support=cfg.gap_support)
 
     def on_checkpoint(step):
         unet.eval()

@@ -20,6 +20,9 @@ class TinyConfig:
     # 0.9 on held-out walk-out-and-back (21.3 vs 19.8 dB) and tied on
     # leave-and-return (24.7 vs 24.6): `mirage-gym eval --seeds 1000001 1000002 --loops 2`.
     memory_pin: float = 0.5
+    # Cells between sparse memory tokens with at least this much coverage in
+    # their 3x3 neighbourhood are filled from it (pipeline.close_gaps); None: off.
+    gap_support: float | None = 1.5
     # Per-channel statistics of the VAE's raw latents (measured after VAE training);
     # memory, denoiser and geometry head all work on normalised latents.
     latent_mean: list = field(default_factory=lambda: [0.0] * 8)

@@ -18,6 +18,7 @@ surface decodes from the very tokens first written for it.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DModel
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -33,14 +34,33 @@ def denoiser_input(noisy: torch.Tensor, context: torch.Tensor, memory: torch.Ten
     return torch.cat([noisy, context, memory * mask[:, None], mask[:, None], plucker], dim=1)
 
 
+def close_gaps(memory: torch.Tensor, mask: torch.Tensor, pin: float, min_support: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fill cells between sparse memory tokens from their neighbours.
+
+    Walking up to a surface spreads its stored tokens apart, so cells between
+    them read as uncovered (mask < pin) although the surface around them is
+    known; generated there, they came out as blur that the memory then kept.
+    A cell below ``pin`` whose 3x3 neighbourhood holds at least
+    ``min_support`` of coverage takes the coverage-weighted mean of it and
+    counts as covered. Real holes (unseen space) have no such support and stay.
+    memory (N, C, h, w), mask (N, h, w) -> the same shapes.
+    """
+    m = mask[:, None]
+    support = F.avg_pool2d(m, 3, stride=1, padding=1, count_include_pad=False) * 9  # (N, 1, h, w) coverage summed over 3x3
+    mean = F.avg_pool2d(memory * m, 3, stride=1, padding=1, count_include_pad=False) * 9 / support.clamp(min=1e-6)
+    gap = (m < pin) & (support >= min_support)
+    return torch.where(gap, mean, memory), torch.where(gap[:, 0], torch.ones_like(mask), mask)
+
+
 class ResidualFlowSampler:
     """Few-step Euler sampling of the residual over memory (4 steps by default)."""
 
-    def __init__(self, denoiser: UNet2DModel, steps: int = 4, pin: float = 0.5):
+    def __init__(self, denoiser: UNet2DModel, steps: int = 4, pin: float = 0.5, gap_support: float | None = None):
         self.denoiser = denoiser
         self.scheduler = make_scheduler()
         self.steps = steps
         self.pin = pin
+        self.gap_support = gap_support  # None: leave gaps between memory tokens to the denoiser
 
     @torch.no_grad()
     def __call__(self, context, memory, mask, plucker, noise, steps: int | None = None) -> torch.Tensor:
@@ -48,6 +68,8 @@ class ResidualFlowSampler:
         steps = int(steps or self.steps)
         if steps < 1:
             raise ValueError(f"denoise_steps must be >= 1, got {steps}")
+        if self.gap_support is not None:
+            memory, mask = close_gaps(memory, mask, self.pin, self.gap_support)
         self.scheduler.set_timesteps(steps, device=noise.device)
         x = noise
         for t in self.scheduler.timesteps:
