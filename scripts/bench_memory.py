@@ -57,7 +57,6 @@ class Args:
     channels: str = "4,8,16"  # latent channels for the bytes benchmark
     voxel_size: float = 0.15  # latent dedup voxel (the env default); rgb uses voxel / downsample
     update: str = "fill"  # the memories' update rule (fill, the env default | oldest | newest)
-    latent_depth: str = "grid"  # "grid": geometry.depth_to_grid (block lower median); "centre": min of the 2x2 pixels at each cell centre
     checkpoints: str = "200,2000"
     read_tokens: int = 50_000
     read_voxel: float = 0.02  # small voxel so the tour fills read_tokens
@@ -130,9 +129,7 @@ class TourFrames:
     """Renders tour poses (full res) and their latent-grid depth/static."""
 
     def __init__(self, room, args: Args):
-        if args.latent_depth not in ("grid", "centre"):
-            raise ValueError(f"--latent-depth must be 'grid' or 'centre', got {args.latent_depth!r}")
-        self.room, self.S, self.dt, self.latent_depth = room, args.image_size, args.dt, args.latent_depth
+        self.room, self.S, self.dt = room, args.image_size, args.dt
         self.h = args.image_size // args.downsample
         self.K = room.intrinsics(self.S, self.S)
         self.K_lat = scale_intrinsics(self.K, (self.S, self.S), (self.h, self.h))
@@ -140,21 +137,8 @@ class TourFrames:
     def __call__(self, i: int, c2w):
         out = self.room.render(c2w, self.K, self.S, self.S, t=i * self.dt)
         depth, static = torch.from_numpy(out["depth"]), torch.from_numpy(out["static"])
-        d_lat = depth_to_grid(depth, self.h, self.h) if self.latent_depth == "grid" else centre_depth(depth, self.h, self.h)
+        d_lat = depth_to_grid(depth, self.h, self.h)
         return out["rgb"], depth, static, d_lat, mask_to_grid(static, self.h, self.h)
-
-
-def centre_depth(depth: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Latent-grid depth sampled where the token is back-projected: the
-    nearest of the (up to) 2x2 pixels around each cell centre. A block median
-    (depth_to_grid) is a depth from anywhere in the block put on the centre
-    ray, which leaves tokens off the surface at edges and on grazing planes,
-    differently from every viewpoint (see the tour's growth)."""
-    H, W = depth.shape
-    fy, fx = H // h, W // w
-    cy, cx = (fy - 1) // 2, (fx - 1) // 2  # the central pixel(s) of a block
-    blocks = depth.reshape(h, fy, w, fx)[:, cy: fy - cy, :, cx: fx - cx]
-    return blocks.amin(dim=(1, 3))
 
 
 # ---------------------------------------------------------------------- benchmarks
@@ -266,7 +250,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     result = {"args": asdict(args), "torch": torch.__version__, "scene": repr(room)}
 
-    print(f"(b) tour: {args.image_size}^2 images, latent {frames.h}^2 (depth: {args.latent_depth}), latent voxel "
+    print(f"(b) tour: {args.image_size}^2 images, latent {frames.h}^2 (depth: geometry.depth_to_grid), update {args.update}, latent voxel "
           f"{args.voxel_size} m, rgb voxel {args.voxel_size / args.downsample:.5f} m")
     torch.set_num_threads(1)  # bytes are thread-independent; one thread never stalls on a busy machine
     rows, latents, rgb_mem = bench_tour(args, frames, poses, with_rgb="tour" in parts)

@@ -76,12 +76,12 @@ def test_depth_and_mask_to_grid():
     depth = torch.ones(8, 8)
     depth[:4, :4] = 2.0
     depth[0, 0] = float("inf")  # a corner pixel does not touch the centre ray
-    depth[5:7, 5:7] = torch.tensor([[1.0, 1.02], [1.0, 1.02]])  # a slanted plane: mean of the centre 2x2
+    depth[5:7, 5:7] = torch.tensor([[1.01, 1.03], [1.0, 1.02]])  # a slanted plane: the nearest of the centre 2x2
     depth[1, 5] = 3.0
     depth[2, 6] = 1.0  # a depth edge through the centre: the nearest surface, not a point in between
     grid = g.depth_to_grid(depth, 2, 2)
     assert grid[0, 0] == 2.0
-    assert grid[1, 1] == pytest.approx(1.01, abs=1e-6)
+    assert grid[1, 1] == 1.0
     assert grid[0, 1] == 1.0
     assert grid[1, 0] == 1.0
     sky = torch.full((4, 4), float("inf"))
