@@ -121,17 +121,11 @@ def finite_memory(memory) -> bool:
 def random_weights_folder() -> Path:
     """A randomly initialised embedded model saved as the shipped one is (safetensors)."""
     from mirage_gym.models.tiny.config import TinyConfig
-    from mirage_gym.models.tiny.networks import GeometryHead, build_denoiser, build_vae
+    from mirage_gym.models.tiny.world_model import build_networks, save_weights_folder
 
     torch.manual_seed(0)
     cfg = TinyConfig()
-    out = Path(tempfile.mkdtemp(prefix="soak-tiny-")) / "weights"
-    nets = {"vae": build_vae(cfg), "geometry": GeometryHead(latent_channels=cfg.latent_channels, width=cfg.geometry_width),
-            "denoiser": build_denoiser(cfg)}
-    for name, net in nets.items():
-        net.save_pretrained(out / name, safe_serialization=True)
-    (out / "world_model.json").write_text(json.dumps({"kind": "tiny", "config": cfg.to_dict()}))
-    return out
+    return save_weights_folder(Path(tempfile.mkdtemp(prefix="soak-tiny-")) / "weights", cfg, build_networks(cfg))
 
 
 # ------------------------------------------------------------------ the loop

@@ -83,17 +83,11 @@ def tiny_folder(tmp_path_factory):
     """A complete embedded-model folder with random weights, saved the way
     `mirage-gym train export` saves the shipped one (safetensors + config.json)."""
     from mirage_gym.models.tiny.config import TinyConfig
-    from mirage_gym.models.tiny.networks import GeometryHead, build_denoiser, build_vae
+    from mirage_gym.models.tiny.world_model import build_networks, save_weights_folder
 
     torch.manual_seed(0)
     cfg = TinyConfig()
-    out = tmp_path_factory.mktemp("tiny") / "weights"
-    nets = {"vae": build_vae(cfg), "geometry": GeometryHead(latent_channels=cfg.latent_channels, width=cfg.geometry_width),
-            "denoiser": build_denoiser(cfg)}
-    for name, net in nets.items():
-        net.save_pretrained(out / name, safe_serialization=True)
-    (out / "world_model.json").write_text(json.dumps({"kind": "tiny", "config": cfg.to_dict()}))
-    return out
+    return save_weights_folder(tmp_path_factory.mktemp("tiny") / "weights", cfg, build_networks(cfg))
 
 
 def wan_layout(folder: Path) -> Path:

@@ -16,8 +16,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from ..models.tiny.config import TinyConfig
-from ..models.tiny.networks import GeometryHead, build_denoiser, build_vae
-from ..models.tiny.world_model import DEFAULT_WEIGHTS, MARKER
+from ..models.tiny.world_model import DEFAULT_WEIGHTS, build_networks, save_weights_folder
 from .frozen import load_or_measure_stats
 
 
@@ -37,8 +36,7 @@ def _last_line(path: Path) -> dict:
 def main(args: ExportArgs) -> Path:
     root, out = Path(args.checkpoints), Path(args.out)
     cfg = TinyConfig()
-    nets = {"vae": build_vae(cfg), "geometry": GeometryHead(latent_channels=cfg.latent_channels, width=cfg.geometry_width),
-            "denoiser": build_denoiser(cfg)}
+    nets = build_networks(cfg)
     record = {}
     for name, net in nets.items():
         ckpt = root / name / "model.safetensors"
@@ -49,8 +47,4 @@ def main(args: ExportArgs) -> Path:
         record[name] = {"steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0)),
                         "last_eval": _last_line(root / name / "eval.jsonl")}
     cfg = load_or_measure_stats(root, nets["vae"], cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, net in nets.items():
-        net.half().save_pretrained(out / name, safe_serialization=True)
-    (out / MARKER).write_text(json.dumps({"kind": "tiny", "config": cfg.to_dict(), "training": record}, indent=1))
-    return out
+    return save_weights_folder(out, cfg, nets, training=record, half=True)

@@ -98,6 +98,28 @@ class TinyWorldModel(WorldModel):
                        static=static.unflatten(0, (B, K)))
 
 
+def build_networks(cfg: TinyConfig) -> dict:
+    """The three networks of a tiny world model, freshly initialised (seed torch first)."""
+    from .networks import build_denoiser, build_vae
+
+    return {"vae": build_vae(cfg), "geometry": GeometryHead(latent_channels=cfg.latent_channels, width=cfg.geometry_width),
+            "denoiser": build_denoiser(cfg)}
+
+
+def save_weights_folder(out, cfg: TinyConfig, nets: dict, training: dict | None = None, half: bool = False) -> Path:
+    """Write the folder :func:`load_tiny_world_model` reads: one safetensors
+    subfolder per network and ``world_model.json`` (kind, config, training record)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, net in nets.items():
+        (net.half() if half else net).save_pretrained(out / name, safe_serialization=True)
+    meta = {"kind": "tiny", "config": cfg.to_dict()}
+    if training is not None:
+        meta["training"] = training
+    (out / MARKER).write_text(json.dumps(meta, indent=1))
+    return out
+
+
 def weights_available(path: Path = DEFAULT_WEIGHTS) -> bool:
     return (Path(path) / MARKER).is_file()
 
