@@ -212,9 +212,7 @@ class PointMemory:
     ):
         if update not in UPDATE_RULES:
             raise ValueError(f"update must be one of {UPDATE_RULES}, got {update!r}")
-        if not (isinstance(fill_tolerance, (int, float)) and np.isfinite(fill_tolerance) and fill_tolerance >= 0):
-            raise ValueError(f"fill_tolerance must be a finite number >= 0, got {fill_tolerance!r}")
-        self.update, self.fill_tolerance = update, float(fill_tolerance)
+        self.update, self.fill_tolerance = update, self._check_fill_tolerance(fill_tolerance)
         self._voxel_size = self._check_voxel_size(voxel_size)
         self._capacity = self._check_capacity(capacity)
         self._fixed_channels = self._check_channels(channels)
@@ -473,6 +471,7 @@ class PointMemory:
         update = state.get("update", "newest")  # snapshots from before the option replaced stored points
         if update not in UPDATE_RULES:
             raise ValueError(f"state update rule {update!r} is not one of {UPDATE_RULES}")
+        fill_tolerance = self._check_fill_tolerance(state.get("fill_tolerance", self.fill_tolerance))
         # ---- all checked; now replace.
         self._voxel_size, self._capacity, self._channels = voxel_size, capacity, channels
         self._fixed_channels = self._check_channels(state.get("fixed_channels", self._fixed_channels))
@@ -482,7 +481,7 @@ class PointMemory:
         self.depth_tolerance = float(state.get("depth_tolerance", self.depth_tolerance))
         self.min_weight = float(state.get("min_weight", self.min_weight))
         self.update = update
-        self.fill_tolerance = float(state.get("fill_tolerance", self.fill_tolerance))
+        self.fill_tolerance = fill_tolerance
         self._xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
         self._features = feat.detach().to(self.device).clone(memory_format=torch.contiguous_format)
 
@@ -494,6 +493,12 @@ class PointMemory:
                 or not np.isfinite(voxel_size) or voxel_size <= 0:
             raise ValueError(f"voxel_size must be a positive number of metres, got {voxel_size!r}")
         return float(voxel_size)
+
+    @staticmethod
+    def _check_fill_tolerance(value) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"fill_tolerance must be a finite number >= 0, got {value!r}")
+        return float(value)
 
     @staticmethod
     def _check_capacity(capacity) -> int | None:
