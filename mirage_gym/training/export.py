@@ -1,6 +1,7 @@
 """Assemble the shipped weights folder from training checkpoints (fp16, safetensors).
 
     mirage-gym train export --out mirage_gym/weights/tiny
+    mirage-gym train export --denoiser-dir checkpoints/tiny/denoiser_rollout --out /tmp/candidate
 
 Writes ``vae/``, ``geometry/``, ``denoiser/`` (diffusers save_pretrained:
 config.json + diffusion_pytorch_model.safetensors) and ``world_model.json``
@@ -24,6 +25,11 @@ from .frozen import load_or_measure_stats
 class ExportArgs:
     checkpoints: str = "checkpoints/tiny"
     out: str = str(DEFAULT_WEIGHTS)
+    # Each network's checkpoint folder; empty: <checkpoints>/<network>. Lets a
+    # candidate (e.g. a fine-tuned denoiser) be exported beside the others.
+    vae_dir: str = ""
+    geometry_dir: str = ""
+    denoiser_dir: str = ""
 
 
 def _last_line(path: Path) -> dict:
@@ -39,12 +45,15 @@ def main(args: ExportArgs) -> Path:
     nets = build_networks(cfg)
     record = {}
     for name, net in nets.items():
-        ckpt = root / name / "model.safetensors"
+        folder = Path(getattr(args, f"{name}_dir") or root / name)
+        ckpt = folder / "model.safetensors"
         if not ckpt.is_file():
             raise FileNotFoundError(f"missing checkpoint {ckpt}: train it with `mirage-gym train {name}`")
         net.load_state_dict(load_file(str(ckpt)))
-        state = json.loads((root / name / "state.json").read_text())
+        state = json.loads((folder / "state.json").read_text())
         record[name] = {"steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0)),
-                        "last_eval": _last_line(root / name / "eval.jsonl")}
+                        "last_eval": _last_line(folder / "eval.jsonl")}
+        if state.get("note"):
+            record[name]["note"] = state["note"]
     cfg = load_or_measure_stats(root, nets["vae"], cfg)
     return save_weights_folder(out, cfg, nets, training=record, half=True)

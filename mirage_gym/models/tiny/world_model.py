@@ -25,7 +25,10 @@ class TinyWorldModel(WorldModel):
     def __init__(self, cfg: TinyConfig, vae, denoiser, geometry: GeometryHead, device="cpu", denoise_steps: int | None = None):
         self.cfg = cfg
         self.device = torch.device(device)
-        self.vae = vae.to(self.device).float().eval()
+        # channels_last: the VAE's full-resolution 3x3 convs run 1.4x faster in it
+        # on CPU (decoder, batches of 4 and 32, 1 thread); the UNet on a 16x16
+        # grid gains nothing there, so it keeps the default layout.
+        self.vae = vae.to(self.device).float().eval().to(memory_format=torch.channels_last)
         self.denoiser = denoiser.to(self.device).float().eval()
         self.geometry = geometry.to(self.device).float().eval()
         self.latent_channels = cfg.latent_channels
@@ -49,7 +52,7 @@ class TinyWorldModel(WorldModel):
     def to(self, device):
         self.device = torch.device(device)
         for net in (self.vae, self.denoiser, self.geometry):
-            net.to(self.device)
+            net.to(self.device)  # keeps each parameter's memory format
         self._mean, self._std = self._mean.to(self.device), self._std.to(self.device)
         return self
 
