@@ -37,3 +37,33 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
     obs, *_ = env.step(Action.TURN_LEFT)
     assert obs["rgb"].shape == (64, 64, 3) and obs["rgb"].dtype == np.uint8
     assert all(p.dtype == torch.float32 for p in wm.denoiser.parameters())
+
+
+def test_rollout_samples_condition_on_the_models_own_frames():
+    """With a rollout sampler, each segment's context is the last frame the
+    model generated for the previous segment (as in the env), not an
+    encoding, while the target stays the encoded ground truth."""
+    from mirage_gym.models.tiny.config import TinyConfig
+    from mirage_gym.models.tiny.pipeline import ResidualFlowSampler
+    from mirage_gym.models.tiny.world_model import build_networks
+
+    cfg = TinyConfig()
+    torch.manual_seed(0)
+    nets = build_networks(cfg)
+    maker = train_denoiser.SampleMaker(nets["vae"].eval(), None, cfg)
+    sampler = ResidualFlowSampler(nets["denoiser"].eval(), steps=1, pin=cfg.memory_pin, gap_support=cfg.gap_support)
+    generated = []
+
+    def recording_sampler(*inputs):
+        generated.append(sampler(*inputs))
+        return generated[-1]
+
+    s = maker(np.random.default_rng(0), 3, rollout=recording_sampler)
+    assert len(generated) == 3  # one sampling run per segment
+    K = generated[0].shape[0]
+    for segment in (1, 2):
+        context = s["context"][segment * K]
+        assert torch.equal(context, generated[segment - 1][-1])
+        assert not torch.allclose(context, s["target"][segment * K - 1], atol=1e-3)
+    plain = maker(np.random.default_rng(0), 3)
+    assert torch.equal(plain["target"], s["target"])  # same trajectory, same ground truth
