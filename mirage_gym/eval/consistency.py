@@ -61,6 +61,7 @@ class EvalArgs:
     frames_per_step: int = 4
     depth_tolerance: float = 0.05  # relative depth agreement for a pixel to count as revisited
     memory_update: str = "fill"  # memory write rule: fill | oldest | newest
+    voxel_size: float = 0.0  # latent memory dedup voxel (m); 0: the env's default
     depth_source: str = "auto"  # depth for memory writes: auto (the model's head) | model | scene (ground truth: memory quality alone)
     strips: bool = True  # write frame strips (PNG)
     threads: int = 1
@@ -137,7 +138,8 @@ def run_episode(wm, seed: int, trajectory: str, memory: str, args: EvalArgs) -> 
     size = args.turn_steps if trajectory == "leave_and_return" else args.walk_steps
     start, actions = loop_actions(trajectory, room, start, size)
     env = gym.make("MirageRoom-v0", world_model=wm, memory=memory, task="none", return_gt=True, obs_size=args.obs_size,
-                   frames_per_step=args.frames_per_step, depth_source=args.depth_source, memory_update=args.memory_update, max_episode_steps=len(actions) * args.loops + 10)
+                   frames_per_step=args.frames_per_step, depth_source=args.depth_source, memory_update=args.memory_update,
+                   **({"voxel_size": args.voxel_size} if args.voxel_size else {}), max_episode_steps=len(actions) * args.loops + 10)
     obs, info = env.reset(seed=0, options={"scene_seed": seed, "pose": [start.x, start.y, math.degrees(start.yaw)]})
     sim = env.unwrapped.sim
     ep = sim.episodes[0]
