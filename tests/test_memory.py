@@ -73,10 +73,33 @@ def test_a_point_that_grazes_a_cell_does_not_hide_the_surface_covering_it():
     assert float(out.mask[0, 4, 3]) == pytest.approx(1.0)  # the wall's full weight survives, the grazer adds 0.1 (clamped)
     assert float(out.features[0, 0, 4, 3]) == pytest.approx((1.0 - 0.1) / 1.1)  # blended, not replaced
     assert float(out.features[0, 0, 4, 2]) == pytest.approx(-1.0)  # where the grazer is strong it is the front
-    # A strong nearer point (weight 0.75 in the cell) still occludes the wall there.
+    # A strong nearer point (weight 0.75 in the cell) is the front there; the wall
+    # behind it fills only the quarter of the cell the occluder leaves uncovered.
     occluder = torch.tensor([[3.25 * 1.0, 4.5 * 1.0, 1.0]])
     out = splat_points(torch.cat([wall, occluder]), torch.tensor([[1.0], [-1.0]]), K, torch.eye(4), 8, 8)
-    assert float(out.features[0, 0, 4, 3]) == pytest.approx(-1.0) and float(out.mask[0, 4, 3]) == pytest.approx(0.75)
+    assert float(out.features[0, 0, 4, 3]) == pytest.approx(0.75 * -1.0 + 0.25 * 1.0)
+    assert float(out.mask[0, 4, 3]) == pytest.approx(1.0)
+    assert float(out.depth[0, 4, 3]) == pytest.approx(0.75 * 1.0 + 0.25 * 4.0)
+    # An occluder covering the whole cell hides the wall completely, and a third
+    # surface behind the wall never shows.
+    full = torch.tensor([[3.5 * 1.0, 4.5 * 1.0, 1.0]])
+    farther = torch.tensor([[3.5 * 9.0, 4.5 * 9.0, 9.0]])
+    out = splat_points(torch.cat([wall, full, farther]), torch.tensor([[1.0], [-1.0], [5.0]]), K, torch.eye(4), 8, 8)
+    assert float(out.features[0, 0, 4, 3]) == pytest.approx(-1.0) and float(out.depth[0, 4, 3]) == pytest.approx(1.0)
+    out = splat_points(torch.cat([occluder, wall, farther]), torch.tensor([[-1.0], [1.0], [5.0]]), K, torch.eye(4), 8, 8)
+    assert float(out.features[0, 0, 4, 3]) == pytest.approx(-0.5)  # front and back layer only
+
+
+def test_a_partial_nearer_duplicate_does_not_empty_the_cell():
+    """Estimated depth stores one wall twice, 20-30% apart. A lone nearer
+    duplicate covering 0.3 of a cell must not drop the cell's coverage to 0.3
+    (below the sampler's pin threshold): the full-weight token behind fills the rest."""
+    K = torch.eye(3)
+    token = torch.tensor([[3.5 * 3.2, 4.5 * 3.2, 3.2]])  # weight 1 in cell (4, 3)
+    duplicate = torch.tensor([[(2.5 + 0.3) * 2.5, (4.5) * 2.5, 2.5]])  # x = 2.3 in cell coordinates: 0.3 in cell (4, 3)
+    out = splat_points(torch.cat([token, duplicate]), torch.tensor([[2.0], [1.0]]), K, torch.eye(4), 8, 8)
+    assert float(out.mask[0, 4, 3]) == pytest.approx(1.0)
+    assert float(out.features[0, 0, 4, 3]) == pytest.approx(0.3 * 1.0 + 0.7 * 2.0)
 
 
 def test_splat_drops_points_behind_camera_and_outside_grid():
@@ -161,10 +184,11 @@ def test_occluder_wins_identically_every_run():
             assert torch.equal(v.latent, views[0].latent) and torch.equal(v.mask, views[0].mask)
             assert torch.equal(v.depth, views[0].depth)
         results.append(views[0])
-        # The front surface wins: the occluder's interior shows exactly +1 and its depth.
+        # The front surface wins: the occluder's interior shows +1 and its depth, up
+        # to the few per cent of a cell its shifted, magnified samples leave uncovered.
         centre = views[0].latent[:, 6:10, 6:10]
-        assert torch.equal(centre, torch.ones_like(centre))
-        assert (views[0].depth[6:10, 6:10] < 2.5).all()
+        assert (centre > 0.95).all()
+        assert (views[0].depth[6:10, 6:10] < 2.1).all()
         # Far from the occluder the wall is seen.
         assert torch.equal(views[0].latent[:, 0, 0], torch.full((4,), -1.0))
     # The winner does not depend on the order the surfaces were written.
