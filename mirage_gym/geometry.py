@@ -39,12 +39,21 @@ def as_tensor(x, dtype=torch.float32, device=None) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=dtype, device=device)
 
 
+def _all_finite(t: torch.Tensor) -> bool:
+    """``bool(torch.isfinite(t).all())``; small CPU tensors go through numpy
+    (a pose or an intrinsics matrix is checked on every env step, and two
+    torch ops on 16 numbers cost more than the step's pose maths)."""
+    if t.device.type == "cpu" and t.numel() <= 4096:
+        return bool(np.isfinite(t.detach().numpy()).all())
+    return bool(torch.isfinite(t).all())
+
+
 def check_pose(c2w, name: str = "c2w") -> torch.Tensor:
     """Return ``c2w`` as a float32 tensor (..., 4, 4) or raise a clear ValueError."""
     c2w = as_tensor(c2w)
     if c2w.ndim < 2 or tuple(c2w.shape[-2:]) != (4, 4):
         raise ValueError(f"{name} must be a 4x4 camera-to-world matrix (optionally batched as ...x4x4), got shape {tuple(c2w.shape)}")
-    if not torch.isfinite(c2w).all():
+    if not _all_finite(c2w):
         raise ValueError(f"{name} contains NaN or inf; poses must be finite")
     return c2w
 
@@ -54,8 +63,9 @@ def check_intrinsics(K, name: str = "K") -> torch.Tensor:
     K = as_tensor(K)
     if tuple(K.shape) != (3, 3):
         raise ValueError(f"{name} must be a 3x3 intrinsics matrix, got shape {tuple(K.shape)}")
-    if not torch.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise ValueError(f"{name} must be finite with positive focal lengths fx, fy; got {K.tolist()}")
+    k = K.tolist()  # nine python floats: cheaper to test than three tensor ops
+    if not all(math.isfinite(v) for row in k for v in row) or k[0][0] <= 0 or k[1][1] <= 0:
+        raise ValueError(f"{name} must be finite with positive focal lengths fx, fy; got {k}")
     return K
 
 
@@ -167,7 +177,7 @@ def matrix_to_quaternion(R) -> torch.Tensor:
     with w >= 0 so each rotation has one representation."""
     R = as_tensor(R)
     if R.ndim == 2:  # one matrix (the env's hot path): scalar Shepperd, ~20x fewer tensor ops
-        return torch.from_numpy(_quaternion_np(R.detach().cpu().double().numpy())).to(R.dtype)
+        return torch.from_numpy(_quaternion_np(R.tolist())).to(R.dtype)
     m = R.reshape(-1, 3, 3)
     trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
     # Candidate quaternions from each of the four largest-component formulas;
@@ -190,22 +200,26 @@ def matrix_to_quaternion(R) -> torch.Tensor:
     return q.reshape(*R.shape[:-2], 4)
 
 
-def _quaternion_np(m: np.ndarray) -> np.ndarray:
-    """Shepperd's method for one 3x3 rotation, (w, x, y, z) with w >= 0."""
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    best = int(np.argmax([trace, m[0, 0], m[1, 1], m[2, 2]]))
+def _quaternion_np(m) -> np.ndarray:
+    """Shepperd's method for one 3x3 rotation given as nested lists (python
+    floats: double precision, without numpy's per-scalar overhead); returns
+    float64 (w, x, y, z) with w >= 0."""
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = m
+    trace = m00 + m11 + m22
+    diag = [trace, m00, m11, m22]
+    best = diag.index(max(diag))  # the first largest, as np.argmax
     if best == 0:
         s = math.sqrt(max(1.0 + trace, 1e-12)) * 2
-        q = [0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s]
+        q = [0.25 * s, (m21 - m12) / s, (m02 - m20) / s, (m10 - m01) / s]
     elif best == 1:
-        s = math.sqrt(max(1.0 + m[0, 0] - m[1, 1] - m[2, 2], 1e-12)) * 2
-        q = [(m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s]
+        s = math.sqrt(max(1.0 + m00 - m11 - m22, 1e-12)) * 2
+        q = [(m21 - m12) / s, 0.25 * s, (m01 + m10) / s, (m02 + m20) / s]
     elif best == 2:
-        s = math.sqrt(max(1.0 + m[1, 1] - m[0, 0] - m[2, 2], 1e-12)) * 2
-        q = [(m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s]
+        s = math.sqrt(max(1.0 + m11 - m00 - m22, 1e-12)) * 2
+        q = [(m02 - m20) / s, (m01 + m10) / s, 0.25 * s, (m12 + m21) / s]
     else:
-        s = math.sqrt(max(1.0 + m[2, 2] - m[0, 0] - m[1, 1], 1e-12)) * 2
-        q = [(m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s]
+        s = math.sqrt(max(1.0 + m22 - m00 - m11, 1e-12)) * 2
+        q = [(m10 - m01) / s, (m02 + m20) / s, (m12 + m21) / s, 0.25 * s]
     q = np.asarray(q) / np.linalg.norm(q)
     return -q if q[0] < 0 else q
 
@@ -226,6 +240,10 @@ def quaternion_to_matrix(q) -> torch.Tensor:
 def pose_to_vec7(c2w) -> torch.Tensor:
     """Pose (..., 4, 4) to (..., 7): position xyz then unit quaternion wxyz."""
     c2w = check_pose(c2w)
+    if c2w.ndim == 2:  # one pose (every env step): python floats, one tensor at the end
+        m = c2w.tolist()
+        q = _quaternion_np([row[:3] for row in m[:3]]).astype(np.float32)
+        return torch.from_numpy(np.array([m[0][3], m[1][3], m[2][3], *q], dtype=np.float32)).to(c2w.device)
     return torch.cat([c2w[..., :3, 3], matrix_to_quaternion(c2w[..., :3, :3])], dim=-1)
 
 
@@ -282,6 +300,9 @@ def camera_path(c2w_start, c2w_end, num_frames: int) -> torch.Tensor:
     the segment starts just after the current pose and ends at the target."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if num_frames == 1:  # one frame per step: the path is its end (what interpolate_poses returns, minus its ops)
+        check_pose(c2w_start, "c2w_start")
+        return check_pose(c2w_end, "c2w_end")[None].clone()
     t = torch.arange(1, num_frames + 1, dtype=torch.float32) / num_frames
     return interpolate_poses(c2w_start, c2w_end, t)
 
@@ -297,6 +318,29 @@ def pixel_centers(height: int, width: int, device=None) -> torch.Tensor:
     return torch.stack([uu, vv], dim=-1)
 
 
+_RAY_CACHE: dict = {}
+_RAY_CACHE_SIZE = 32
+
+
+def _camera_rays(K, height: int, width: int, device=None) -> torch.Tensor:
+    """(H, W, 3) camera-frame rays through the pixel centres, z = 1, so that
+    ``rays * depth`` is the camera-frame point. Cached per (K, size, device):
+    a step back-projects a few frames through the same camera."""
+    K = check_intrinsics(K)
+    key = (tuple(K.reshape(-1).tolist()), int(height), int(width), str(torch.device(device) if device is not None else K.device))
+    rays = _RAY_CACHE.get(key)
+    if rays is None:
+        K = K.to(device)
+        uv = pixel_centers(height, width, device=K.device)
+        x = (uv[..., 0] - K[0, 2]) / K[0, 0]
+        y = (uv[..., 1] - K[1, 2]) / K[1, 1]
+        rays = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (H, W, 3), z = 1
+        if len(_RAY_CACHE) >= _RAY_CACHE_SIZE:
+            _RAY_CACHE.clear()
+        _RAY_CACHE[key] = rays
+    return rays
+
+
 def backproject(depth, K, c2w) -> torch.Tensor:
     """Lift every pixel of ``depth`` (..., H, W) to world points (..., H, W, 3).
 
@@ -304,17 +348,15 @@ def backproject(depth, K, c2w) -> torch.Tensor:
     non-finite depth give non-finite points; callers mask them.
     """
     depth = as_tensor(depth)
-    K = check_intrinsics(K).to(depth.device)
     c2w = check_pose(c2w).to(depth.device)
     H, W = depth.shape[-2:]
-    uv = pixel_centers(H, W, device=depth.device)
-    x = (uv[..., 0] - K[0, 2]) / K[0, 0]
-    y = (uv[..., 1] - K[1, 2]) / K[1, 1]
-    rays = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (H, W, 3), z = 1
-    cam = rays * depth[..., None]  # (..., H, W, 3)
-    lead = torch.broadcast_shapes(cam.shape[:-3], c2w.shape[:-2])
-    cam = cam.expand(*lead, H, W, 3).reshape(*lead, H * W, 3)
-    return transform_points(c2w, cam).reshape(*lead, H, W, 3)
+    cam = _camera_rays(K, H, W, device=depth.device) * depth[..., None]  # (..., H, W, 3)
+    if c2w.ndim == 2:  # one pose (a python tuple compare instead of torch.broadcast_shapes)
+        lead = cam.shape[:-3]
+    else:
+        lead = torch.broadcast_shapes(cam.shape[:-3], c2w.shape[:-2])
+        cam = cam.expand(*lead, H, W, 3)
+    return transform_points(c2w, cam.reshape(*lead, H * W, 3)).reshape(*lead, H, W, 3)
 
 
 def transform_points(T, points) -> torch.Tensor:
@@ -325,7 +367,13 @@ def transform_points(T, points) -> torch.Tensor:
     thread pool can stall for milliseconds; elementwise ops on small tensors
     stay on the calling thread."""
     R, t = T[..., None, :3, :3], T[..., None, :3, 3]  # (..., 1, 3, 3), (..., 1, 3)
-    return (points[..., 0:1] * R[..., 0] + points[..., 1:2] * R[..., 1] + points[..., 2:3] * R[..., 2]) + t
+    p0, p1, p2 = points.unsqueeze(-1).unbind(-2)  # (..., N, 1) each: one dispatch for the three columns
+    r0, r1, r2 = R.unbind(-1)  # (..., 1, 3) each
+    out = p0 * r0
+    out += p1 * r1  # in place: the same roundings as (a + b) + c, fewer allocations
+    out += p2 * r2
+    out += t
+    return out
 
 
 def world_to_camera(points, c2w) -> torch.Tensor:
@@ -373,9 +421,9 @@ def depth_to_grid(depth, height: int, width: int) -> torch.Tensor:
     fy, fx = H // height, W // width
     lead = depth.shape[:-2]
     blocks = depth.reshape(*lead, height, fy, width, fx)
-    ys = [fy // 2 - 1, fy // 2] if fy > 1 else [0]
-    xs = [fx // 2 - 1, fx // 2] if fx > 1 else [0]
-    centre = blocks[..., ys, :, :][..., xs]  # (..., h, 2, w, 2): the pixels around each cell centre
+    ys = slice(fy // 2 - 1, fy // 2 + 1) if fy > 1 else slice(0, 1)
+    xs = slice(fx // 2 - 1, fx // 2 + 1) if fx > 1 else slice(0, 1)
+    centre = blocks[..., ys, :, xs]  # (..., h, 2, w, 2): the pixels around each cell centre (a view)
     return centre.amin(dim=(-1, -3))
 
 
@@ -390,7 +438,7 @@ def mask_to_grid(mask, height: int, width: int) -> torch.Tensor:
     fy, fx = H // height, W // width
     lead = mask.shape[:-2]
     blocks = mask.bool().reshape(*lead, height, fy, width, fx)
-    return blocks.all(dim=-1).all(dim=-2)
+    return blocks.all(dim=(-1, -3))
 
 
 def plucker_rays(K, c2w_rel, height: int, width: int) -> torch.Tensor:

@@ -41,9 +41,10 @@ class MotionConfig:
     max_pitch_deg: float = 60.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class AgentState:
-    """Where the camera body is. Plain floats: no drift over long episodes."""
+    """Where the camera body is. Plain floats: no drift over long episodes.
+    Immutable (a move makes a new state), so its pose is built once."""
 
     x: float
     y: float
@@ -56,7 +57,13 @@ class AgentState:
         return np.array([self.x, self.y, self.z], dtype=np.float64)
 
     def c2w(self):
-        return pose_from_yaw_pitch(self.position, self.yaw, self.pitch)
+        """Camera-to-world pose (4, 4) float32: a fresh copy of the one built
+        on first use (a step asks for it several times)."""
+        pose = self.__dict__.get("_c2w")
+        if pose is None:
+            pose = pose_from_yaw_pitch(self.position, self.yaw, self.pitch)
+            object.__setattr__(self, "_c2w", pose)
+        return pose.clone()
 
     def as_list(self) -> list[float]:
         return [self.x, self.y, self.z, self.yaw, self.pitch]

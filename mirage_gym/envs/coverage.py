@@ -23,17 +23,13 @@ SWEEP_YAWS = 8
 SWEEP_PITCHES_DEG = (-35.0, 0.0, 35.0)
 
 
+_PACK = torch.tensor([1 << 42, 1 << 21, 1])  # the three 21-bit fields are disjoint: a sum is the bitwise packing
+
+
 def voxel_keys(points: torch.Tensor, voxel_size: float) -> torch.Tensor:
     """Pack (N, 3) world points into int64 voxel keys (21 bits per axis)."""
     idx = torch.floor(points / voxel_size).long() + (1 << 20)
-    return (idx[:, 0] << 42) | (idx[:, 1] << 21) | idx[:, 2]
-
-
-def depth_keys(depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor, voxel_size: float) -> torch.Tensor:
-    """Unique voxel keys hit by the finite pixels of one depth map (h, w)."""
-    points = backproject(depth, K, c2w).reshape(-1, 3)
-    points = points[torch.isfinite(depth).reshape(-1)]
-    return torch.unique(voxel_keys(points, voxel_size))
+    return (idx * _PACK.to(idx.device)).sum(-1)
 
 
 def _sweep_surface_keys(scene, voxel_size: float) -> torch.Tensor:
@@ -48,9 +44,13 @@ def _sweep_surface_keys(scene, voxel_size: float) -> torch.Tensor:
     eyes = eyes[np.asarray(scene.is_free(eyes), bool)]
     if len(eyes) == 0:
         return torch.zeros(0, dtype=torch.long)
-    poses = torch.stack([pose_from_yaw_pitch(eye, 2 * math.pi * i / SWEEP_YAWS, math.radians(pitch))
-                         for eye in eyes for i in range(SWEEP_YAWS) for pitch in SWEEP_PITCHES_DEG])
-    out = scene.render_batch(poses, K, SWEEP_SIZE, SWEEP_SIZE, t=0.0)
+    # One rotation per (heading, pitch), then every eye: the poses pose_from_yaw_pitch
+    # gives at each eye (its position column is the eye in float32), without ~600 calls.
+    turns = torch.stack([pose_from_yaw_pitch((0.0, 0.0, 0.0), 2 * math.pi * i / SWEEP_YAWS, math.radians(pitch))
+                         for i in range(SWEEP_YAWS) for pitch in SWEEP_PITCHES_DEG])  # (V, 4, 4)
+    poses = turns.repeat(len(eyes), 1, 1)  # eye-major, like the loops eye / heading / pitch
+    poses[:, :3, 3] = torch.from_numpy(eyes.astype(np.float32)).repeat_interleave(len(turns), dim=0)
+    out = scene.render_batch(poses, K, SWEEP_SIZE, SWEEP_SIZE, t=0.0, rgb=False)  # geometry only
     depth = torch.from_numpy(out["depth"])
     depth[~torch.from_numpy(out["static"])] = float("inf")
     points = backproject(depth, K, poses).reshape(-1, 3)
@@ -75,29 +75,48 @@ def visible_surface_keys(scene, voxel_size: float) -> torch.Tensor:
 
 
 class CoverageMap:
-    """Seen surface voxels of one episode and their fraction of the visible total."""
+    """Seen surface voxels of one episode and their fraction of the visible total.
+
+    Held as one flag per visible surface voxel (``surface`` is sorted), so an
+    update is a lookup and a flag write rather than a merge of key sets."""
 
     def __init__(self, scene, voxel_size: float):
         self.voxel_size = float(voxel_size)
         self.surface = visible_surface_keys(scene, voxel_size)
-        self.seen = torch.zeros(0, dtype=torch.long)
+        self._flags = torch.zeros(self.surface.numel(), dtype=torch.bool)
+        self._count = 0
+
+    @property
+    def seen(self) -> torch.Tensor:
+        """Sorted keys of the surface voxels seen so far."""
+        return self.surface[self._flags]
 
     @property
     def fraction(self) -> float:
-        return float(self.seen.numel()) / max(1, self.surface.numel())
+        return self._count / max(1, self.surface.numel())
 
     def update(self, depth: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor) -> float:
         """Add one frame's depth (static pixels only, others inf); return the newly covered fraction."""
-        before = self.seen.numel()
-        keys = depth_keys(depth, K, c2w, self.voxel_size)
-        # only voxels of the visible surface count (guards against depth noise off the surface)
-        pos = torch.searchsorted(self.surface, keys).clamp(max=max(0, self.surface.numel() - 1))
-        keys = keys[self.surface[pos] == keys] if self.surface.numel() else keys[:0]
-        self.seen = torch.unique(torch.cat([self.seen, keys]))
-        return (self.seen.numel() - before) / max(1, self.surface.numel())
+        before = self._count
+        if self.surface.numel():
+            points = backproject(depth, K, c2w).reshape(-1, 3)
+            keys = voxel_keys(points[torch.isfinite(depth).reshape(-1)], self.voxel_size)
+            # only voxels of the visible surface count (guards against depth noise off the surface)
+            pos = torch.searchsorted(self.surface, keys).clamp_(max=self.surface.numel() - 1)
+            self._flags[pos[self.surface[pos] == keys]] = True
+            self._count = int(self._flags.sum())
+        return (self._count - before) / max(1, self.surface.numel())
 
     def state_dict(self) -> dict:
-        return {"seen": self.seen.clone()}
+        return {"seen": self.seen}
 
     def load_state_dict(self, state: dict) -> None:
-        self.seen = state["seen"].clone().long()
+        seen = state["seen"].long()
+        flags = torch.zeros_like(self._flags)
+        if seen.numel():
+            pos = torch.searchsorted(self.surface, seen).clamp_(max=max(0, self.surface.numel() - 1))
+            if not self.surface.numel() or not bool((self.surface[pos] == seen).all()):
+                raise ValueError("coverage snapshot holds voxels that are not on this room's visible surface; "
+                                 "restore it into an episode of the same room")
+            flags[pos] = True
+        self._flags, self._count = flags, int(flags.sum())

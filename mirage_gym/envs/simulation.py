@@ -81,6 +81,7 @@ class MirageSimulation:
         self.K_image = intrinsics_from_fov(cfg.fov_deg, H, W)
         self.K_latent = scale_intrinsics(self.K_image, (H, W), self.latent_size)
         self.motion = MotionConfig(cfg.move_m, cfg.turn_deg, cfg.look_deg, cfg.max_pitch_deg)
+        self._frame_times = torch.arange(1, cfg.frames_per_step + 1, dtype=torch.float32) / cfg.fps  # (K,) after the step's start
         if cfg.depth_source == "auto":
             self.depth_from_scene = self.world_model.needs_scene
         else:
@@ -236,11 +237,14 @@ class MirageSimulation:
                 target = AgentState(ep.agent.x, ep.agent.y, ep.agent.z, target.yaw, target.pitch)
             collided.append(blocked)
             paths.append(camera_path(ep.agent.c2w(), target.c2w(), K))
-            times.append(ep.time + (torch.arange(1, K + 1, dtype=torch.float32) / cfg.fps))
+            times.append(ep.time + self._frame_times)
             ep.agent = target
         paths_t = torch.stack(paths)  # (B, K, 4, 4)
         times_t = torch.stack(times)  # (B, K)
-        mem_latent, mem_mask, mem_depth = self._read_batch(eps, paths_t)
+        if self.world_model.reads_memory:
+            mem_latent, mem_mask, mem_depth = self._read_batch(eps, paths_t)
+        else:  # nobody would look at the read (the oracle renders ground truth)
+            mem_latent = mem_mask = mem_depth = None
         request = SegmentRequest(
             c2w=paths_t.to(self.device), K=self.K_image, context_latent=torch.stack([ep.context_latent for ep in eps]),
             context_c2w=torch.stack([ep.context_c2w for ep in eps]).to(self.device),
@@ -250,7 +254,10 @@ class MirageSimulation:
         with torch.no_grad():
             segment = self.world_model.generate(request)
             frames_f = self.world_model.decode_segment(segment, K)  # (B, K, 3, H, W)
-        frames = to_uint8(frames_f.flatten(0, 1)).reshape(len(eps), K, *self.image_size, 3)
+        if segment.rgb is not None:  # the model's exact images (the oracle's renders)
+            frames = segment.rgb
+        else:
+            frames = to_uint8(frames_f.flatten(0, 1)).reshape(len(eps), K, *self.image_size, 3)
         depth, static, depth_full, static_full, truth_depth = self._write_geometry(eps, segment, paths_t, times_t, frames_f)
 
         results = []
@@ -278,8 +285,11 @@ class MirageSimulation:
     def _can_move(self, scene, start: AgentState, end: AgentState) -> bool:
         if start.x == end.x and start.y == end.y:
             return True
-        mid = (start.position + end.position) / 2
-        return bool(scene.is_free(end.position)) and bool(scene.is_free(mid))
+        end_xyz = end.position
+        mid = (start.position + end_xyz) / 2
+        if isinstance(scene, ProceduralRoom):  # takes (N, 3): both points in one call
+            return bool(scene.is_free(np.stack([end_xyz, mid])).all())
+        return bool(scene.is_free(end_xyz)) and bool(scene.is_free(mid))
 
     def _read_batch(self, eps, paths):
         """Memory warped to every target pose: latent (B,K,C,h,w), mask (B,K,h,w), depth (B,K,h,w)."""

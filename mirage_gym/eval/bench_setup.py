@@ -99,7 +99,8 @@ def embedded_world_model(choice: str = "auto", image_size: int = 64) -> ModelUnd
     from ..models.oracle import OracleWorldModel
 
     codec = random_tiny_codec(image_size)
-    wm = OracleWorldModel(image_size=(image_size, image_size), codec=codec)
+    # reads_memory: the env reads the memory every step, as it would for the real generator this stands in for
+    wm = OracleWorldModel(image_size=(image_size, image_size), codec=codec, reads_memory=True)
     return ModelUnderTest(wm, codec, "oracle world (ground-truth render stands in for generation; tiny weights not installed)",
                           codec.label, False)
 

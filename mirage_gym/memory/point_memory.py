@@ -98,6 +98,8 @@ __all__ = ["MemoryView", "PointMemory"]
 
 _AXIS_BITS = 21
 _AXIS_OFFSET = 1 << (_AXIS_BITS - 1)  # voxel coordinates in [-2**20, 2**20)
+_PACK_WEIGHTS = torch.tensor([[1 << (2 * _AXIS_BITS)], [1 << _AXIS_BITS], [1]])  # (3, 1) int64
+_PACKED_OFFSET = _AXIS_OFFSET * ((1 << (2 * _AXIS_BITS)) + (1 << _AXIS_BITS) + 1)
 _STATE_FORMAT = "mirage_gym.memory/1"
 UPDATE_RULES = ("fill", "oldest", "newest")
 _REAL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -324,15 +326,16 @@ class PointMemory:
 
     def _write_frame(self, feats, depth, K, c2w, static) -> None:
         """Lift one validated frame (feats (H, W, C), depth (H, W)) and merge it."""
-        valid = torch.isfinite(depth) & (depth > 0)
+        valid = (depth > 0) & (depth < float("inf"))  # finite and positive (NaN fails both)
         if static is not None:
             valid &= static
         if self.update == "fill" and self.num_tokens:
             valid &= ~self._shows_surface(depth, K, c2w)
         pixel = valid.reshape(-1).nonzero().squeeze(1)  # (M,) flat pixel index, ascending
-        points = backproject(depth, K, c2w).reshape(-1, 3)[pixel]  # (M, 3)
-        z = depth.reshape(-1)[pixel]
-        feats = feats.reshape(-1, feats.shape[-1])[pixel]
+        # index_select rather than tensor[index]: the same gather at half the dispatch cost
+        points = backproject(depth, K, c2w).reshape(-1, 3).index_select(0, pixel)  # (M, 3)
+        z = depth.reshape(-1).index_select(0, pixel)
+        feats = feats.reshape(-1, feats.shape[-1]).index_select(0, pixel)
         self._insert(points, feats, z)
         self._num_writes += 1
 
@@ -353,6 +356,15 @@ class PointMemory:
         in_range = (g.abs() < _AXIS_OFFSET).all(dim=0)  # NaN compares False
         return self._pack(torch.where(in_range, g, 0.0)), in_range
 
+    def _write_keys(self, points: torch.Tensor):
+        """:meth:`voxel_keys` for a write: the in-range mask only when some
+        point is out of range (None otherwise), saving its ops on every write."""
+        g = torch.floor(points.T / self._voxel_size + 0.5)
+        if points.shape[0] and float(g.abs().max()) < _AXIS_OFFSET:  # NaN fails too
+            return self._pack(g), None
+        in_range = (g.abs() < _AXIS_OFFSET).all(dim=0)
+        return self._pack(torch.where(in_range, g, 0.0)), in_range
+
     def _stored_keys(self) -> torch.Tensor:
         """Keys of the stored points (always in range: checked when written)."""
         return self._pack(torch.floor(self._xyz / self._voxel_size + 0.5))
@@ -360,45 +372,58 @@ class PointMemory:
     @staticmethod
     def _pack(g: torch.Tensor) -> torch.Tensor:
         """(3, M) integral float voxel coordinates -> (M,) int64 keys, 21 bits per axis."""
-        q = g.long() + _AXIS_OFFSET  # in [0, 2**21)
-        return (q[0] << (2 * _AXIS_BITS)) | (q[1] << _AXIS_BITS) | q[2]
+        # (q + offset) . (2**42, 2**21, 1) with q + offset in [0, 2**21): the three
+        # fields occupy disjoint bits, so the sum is the bitwise packing (exact in int64).
+        return (g.long() * _PACK_WEIGHTS.to(g.device)).sum(0) + _PACKED_OFFSET
 
     def _insert(self, points: torch.Tensor, feats: torch.Tensor, z: torch.Tensor) -> None:
         """Merge M new points into storage (dedup, newest wins) and evict."""
-        keys, ok = self.voxel_keys(points)
-        if not bool(ok.all()):
+        keys, ok = self._write_keys(points)
+        if ok is not None:
             points, feats, z, keys = points[ok], feats[ok], z[ok], keys[ok]
         if points.shape[0] == 0:
             return
         # Within the write: nearest to the camera wins, ties to the lower index.
         by_depth = torch.argsort(z, stable=True)
-        sorted_keys, perm = torch.sort(keys[by_depth], stable=True)
+        sorted_keys, perm = torch.sort(keys.index_select(0, by_depth), stable=True)
         first = torch.ones_like(sorted_keys, dtype=torch.bool)
-        first[1:] = sorted_keys[1:] != sorted_keys[:-1]
-        winners = by_depth[perm[first]]  # (U,) one per voxel, in key order
-        new_keys = sorted_keys[first]  # (U,) sorted, unique
+        torch.ne(sorted_keys[1:], sorted_keys[:-1], out=first[1:])
+        first = first.nonzero().squeeze(1)  # where each voxel's run starts
+        winners = by_depth.index_select(0, perm.index_select(0, first))  # (U,) one per voxel, in key order
+        new_keys = sorted_keys.index_select(0, first)  # (U,) sorted, unique
         # Store the write farthest-first so that eviction trims its coarsest points first.
-        farthest_first = winners[torch.argsort(z[winners], descending=True, stable=True)]
-        new_pos, new_feat = points[farthest_first], feats[farthest_first]
+        order = torch.argsort(z.index_select(0, winners), descending=True, stable=True)  # key-order positions
 
         # Across writes: an occupied voxel keeps its point ("oldest") or takes the new one ("newest");
         # either way it becomes the most recently written.
+        keep = None
         if self.num_tokens:
             old_keys = self._stored_keys()
             at = torch.searchsorted(new_keys, old_keys).clamp_(max=new_keys.shape[0] - 1)
-            hit = new_keys[at] == old_keys  # (N,) stored voxel rewritten by this write
-            keep = (~hit).nonzero().squeeze(1)
-            if self.update != "newest" and bool(hit.any()):
+            hit = new_keys.index_select(0, at) == old_keys  # (N,) stored voxel rewritten by this write
+            if self.update == "newest":
+                keep = (~hit).nonzero().squeeze(1)
+            else:
                 rewritten = hit.nonzero().squeeze(1)
-                fresh = torch.ones(new_keys.shape[0], dtype=torch.bool, device=new_keys.device)
-                fresh[at[rewritten]] = False  # voxels of this write that are already stored
-                fresh_sorted = fresh[torch.searchsorted(new_keys, keys[farthest_first])]
-                new_pos, new_feat = new_pos[fresh_sorted], new_feat[fresh_sorted]
-                keep = torch.cat([keep, rewritten])  # untouched first, then the refreshed ones
-            xyz = torch.cat([self._xyz.index_select(1, keep), new_pos.T], dim=1)  # (3, N')
-            features = torch.cat([self._features.index_select(0, keep), new_feat])
-        else:
+                if rewritten.shape[0]:
+                    fresh = torch.ones(new_keys.shape[0], dtype=torch.bool, device=new_keys.device)
+                    fresh.index_fill_(0, at.index_select(0, rewritten), False)  # voxels of this write already stored
+                    order = order.masked_select(fresh.index_select(0, order))
+                    keep = torch.cat([(~hit).nonzero().squeeze(1), rewritten])  # untouched first, then the refreshed ones
+        farthest_first = winners.index_select(0, order)
+        new_pos, new_feat = points.index_select(0, farthest_first), feats.index_select(0, farthest_first)
+        if not self.num_tokens:
             xyz, features = new_pos.T, new_feat
+        elif keep is None:  # nothing rewritten: append
+            xyz, features = torch.cat([self._xyz, new_pos.T], dim=1), torch.cat([self._features, new_feat])
+        else:  # gather the kept rows straight into the new storage (one copy, not two)
+            n = keep.shape[0]
+            xyz = self._xyz.new_empty(3, n + new_pos.shape[0])  # (3, N')
+            torch.index_select(self._xyz, 1, keep, out=xyz[:, :n])
+            xyz[:, n:] = new_pos.T
+            features = self._features.new_empty(n + new_feat.shape[0], new_feat.shape[1])
+            torch.index_select(self._features, 0, keep, out=features[:n])
+            features[n:] = new_feat
         if self._capacity is not None and xyz.shape[1] > self._capacity:
             xyz = xyz[:, -self._capacity:]  # least recently written go first
             features = features[-self._capacity:]

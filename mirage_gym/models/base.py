@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 
@@ -33,9 +34,11 @@ class SegmentRequest:
     K: torch.Tensor  # (3, 3) intrinsics at frame resolution (H x W)
     context_latent: torch.Tensor  # (B, C, h, w) latent of the latest frame
     context_c2w: torch.Tensor  # (B, 4, 4) its pose
-    memory_latent: torch.Tensor  # (B, K, C, h, w) memory warped to each target pose (zeros where empty)
-    memory_mask: torch.Tensor  # (B, K, h, w) in [0, 1]: how much of each cell the memory covers
-    memory_depth: torch.Tensor  # (B, K, h, w) depth of the warped memory, inf where empty
+    # The memory warped to each target pose; all three are None for a model
+    # whose ``reads_memory`` is False (the env skips the read).
+    memory_latent: torch.Tensor | None  # (B, K, C, h, w) (zeros where empty)
+    memory_mask: torch.Tensor | None  # (B, K, h, w) in [0, 1]: how much of each cell the memory covers
+    memory_depth: torch.Tensor | None  # (B, K, h, w) depth of the warped memory, inf where empty
     times: torch.Tensor  # (B, K) scene time of each frame in seconds (moving objects)
     scenes: Sequence[Any] | None = None  # ground-truth scenes, only for the oracle
     #: one generator per episode: episode b's noise comes only from generators[b], so
@@ -61,9 +64,12 @@ class Segment:
     static: torch.Tensor | None = None  # (B, L, h, w) probability the token is static (not sky, not moving)
     frames: torch.Tensor | None = None  # (B, K, 3, H, W) in [-1, 1] when the model already has pixels
     extras: dict = field(default_factory=dict)
+    #: (B, K, H, W, 3) uint8 numpy: the frames as images, when the model has them
+    #: exactly (the oracle's renders); the env then skips converting ``frames`` back
+    rgb: np.ndarray | None = None
 
     def with_frames(self, frames: torch.Tensor) -> "Segment":
-        return replace(self, frames=frames)
+        return replace(self, frames=frames, rgb=None)
 
 
 class WorldModel(ABC):
@@ -82,6 +88,9 @@ class WorldModel(ABC):
     frames_per_latent: int = 1
     #: True if generate() needs request.scenes (the oracle renders ground truth)
     needs_scene: bool = False
+    #: False if generate() never looks at request.memory_*: the env then skips
+    #: the memory read of every step (the oracle renders ground truth instead)
+    reads_memory: bool = True
 
     device: torch.device = torch.device("cpu")
 

@@ -39,7 +39,11 @@ class OracleWorldModel(WorldModel):
     name = "oracle"
     needs_scene = True
 
-    def __init__(self, image_size=(64, 64), downsample: int = 4, codec=None, device="cpu"):
+    def __init__(self, image_size=(64, 64), downsample: int = 4, codec=None, device="cpu", reads_memory: bool = False):
+        # generate() ignores the memory, so by default the env does not read it;
+        # reads_memory=True makes the env pay for the read every step anyway, as
+        # it would for a real generator (benchmarks that stand the oracle in for one).
+        self.reads_memory = bool(reads_memory)
         H, W = int(image_size[0]), int(image_size[1])
         self.codec = codec if codec is not None else PixelUnshuffleCodec(downsample)
         self.downsample = self.codec.downsample
@@ -68,6 +72,9 @@ class OracleWorldModel(WorldModel):
         """Render (B, K) poses. Returns rgb uint8 (B,K,H,W,3), depth (B,K,H,W), static (B,K,H,W)."""
         H, W = self.image_size
         B, T = c2w.shape[:2]
+        if B * T == 1:  # one env, one frame per step: the render's own arrays, no copies
+            out = scenes[0].render(c2w[0, 0], K, H, W, t=float(times[0, 0]))
+            return out["rgb"][None, None], torch.from_numpy(out["depth"][None, None]), torch.from_numpy(out["static"][None, None])
         rgb = np.empty((B, T, H, W, 3), np.uint8)
         depth = np.empty((B, T, H, W), np.float32)
         static = np.empty((B, T, H, W), bool)
@@ -92,4 +99,5 @@ class OracleWorldModel(WorldModel):
             depth=depth_to_grid(depth, h, w),
             static=mask_to_grid(static, h, w).float(),
             frames=frames,
+            rgb=rgb,  # exact: to_uint8(to_model(rgb)) == rgb
         )

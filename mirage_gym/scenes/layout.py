@@ -160,9 +160,26 @@ class RoomLayout:
         lo, hi = self.bounds
         ok = np.all(q[:, :2] >= lo[:2] + radius, 1) & np.all(q[:, :2] <= hi[:2] - radius, 1)
         ok &= (q[:, 2] > lo[2]) & (q[:, 2] < hi[2])
-        for obj in self.objects:
-            ok &= obj.distance_xy(q[:, :2]) >= radius
+        if self.objects:
+            ok &= (self._footprint_distances(q[:, :2]) >= radius).all(1)
         return ok
+
+    def _footprint_distances(self, xy: np.ndarray) -> np.ndarray:
+        """(N, 2) -> (N, O): :meth:`SceneObject.distance_xy` of every object
+        at once (the same arithmetic per element; the env checks every move)."""
+        key = tuple(map(id, self.objects))
+        cache = getattr(self, "_footprints", None)
+        if cache is None or cache[0] != key:
+            centres = np.array([o.center[:2] for o in self.objects], dtype=np.float64)
+            halves = np.array([0.5 * o.size[:2] for o in self.objects], dtype=np.float64)
+            circles = np.array([o.footprint == "circle" for o in self.objects])
+            cache = self._footprints = (key, centres, halves, circles)
+        _, centres, halves, circles = cache
+        q = xy[:, None, :] - centres  # (N, O, 2)
+        e = np.maximum(np.abs(q) - halves, 0.0)
+        box = np.hypot(e[..., 0], e[..., 1])
+        circle = np.maximum(np.hypot(q[..., 0], q[..., 1]) - halves[:, 0], 0.0)
+        return np.where(circles, circle, box)
 
     def sample_position(self, rng: np.random.Generator, radius: float, z: float) -> np.ndarray:
         """A free position at height z, (3,) float64 (rejection sampling)."""

@@ -27,8 +27,8 @@ from ..geometry import check_intrinsics, check_pose, check_size, intrinsics_from
 from . import textures as tx
 from .layout import WALL_NORMALS, MovingObject, Piece, RoomLayout, SceneObject, WallFixture
 from .raycast import (
-    DECAL_CELL, DecalGrid, Lighting, Primitives, Rays, Surface, SurfaceTable, curved_uv, planar_uv, round_normal,
-    shade, trace, visible_mask,
+    DECAL_CELL, DecalGrid, Lighting, Primitives, Rays, Surface, SurfaceTable, curved_uv, depth_static, planar_uv,
+    round_normal, shade, trace, visible_mask,
 )
 
 HELD_OUT_SEED_START = 1_000_000
@@ -453,8 +453,8 @@ class ProceduralRoom:
             rays = self._ray_cache[key] = Rays.from_intrinsics(K, height, width)
         return rays
 
-    def _render_core(self, c2w: np.ndarray, K: np.ndarray, height: int, width: int, t: float):
-        """c2w (B, 4, 4) float32 -> rgb (B, H, W, 3), depth (B, H, W), static (B, H, W)."""
+    def _render_core(self, c2w: np.ndarray, K: np.ndarray, height: int, width: int, t: float, rgb: bool = True):
+        """c2w (B, 4, 4) float32 -> rgb (B, H, W, 3) (None without ``rgb``), depth (B, H, W), static (B, H, W)."""
         rays = self._rays(K, height, width)
         B = c2w.shape[0]
         R = np.ascontiguousarray(c2w[:, :3, :3], dtype=np.float32)
@@ -468,9 +468,12 @@ class ProceduralRoom:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             vis = visible_mask(prims, o, R, rays.planes)
             win = trace(prims, self._room_planes, o, d, rays.norm2, vis)
-            rgb, depth, static = shade(win, o, d, rays, surf, self._atlas, self._decals, self._lighting,
-                                       self._sky_sid, self._sky_lut)
-        return (np.ascontiguousarray(rgb).reshape(B, height, width, 3), depth.reshape(B, height, width),
+            if not rgb:  # geometry only: no texturing or lighting
+                depth, static = depth_static(win, o, d, surf, self._decals, self._sky_sid)
+                return None, depth.reshape(B, height, width), static.reshape(B, height, width)
+            colour, depth, static = shade(win, o, d, rays, surf, self._atlas, self._decals, self._lighting,
+                                          self._sky_sid, self._sky_lut)
+        return (np.ascontiguousarray(colour).reshape(B, height, width, 3), depth.reshape(B, height, width),
                 static.reshape(B, height, width))
 
     @staticmethod
@@ -523,10 +526,11 @@ class ProceduralRoom:
         out = self._render(poses, K, height, width, np.array([self._check_time(t)]), supersample)
         return {k: v[0] for k, v in out.items()}
 
-    def render_batch(self, c2w, K, height: int, width: int, t=0.0, supersample: int = 1) -> dict:
+    def render_batch(self, c2w, K, height: int, width: int, t=0.0, supersample: int = 1, rgb: bool = True) -> dict:
         """Render B views in one pass: ``c2w`` (B, 4, 4); ``t`` a scalar or (B,)
         times (one pass per distinct time). Returns the arrays of
-        :meth:`render` with a leading B."""
+        :meth:`render` with a leading B; ``rgb=False`` skips texturing and
+        lighting and returns only ``depth`` and ``static`` (the same values)."""
         poses = self._check_poses(c2w, batched=True)
         B = poses.shape[0]
         if np.ndim(t) == 0:
@@ -535,9 +539,9 @@ class ProceduralRoom:
             times = np.asarray(t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else t, dtype=np.float64)
             if times.shape != (B,) or not np.isfinite(times).all():
                 raise ValueError(f"t must be a finite scalar or one finite time per pose ({B}), got shape {times.shape}")
-        return self._render(poses, K, height, width, times, supersample)
+        return self._render(poses, K, height, width, times, supersample, rgb=bool(rgb))
 
-    def _render(self, poses: np.ndarray, K, height, width, times: np.ndarray, supersample: int) -> dict:
+    def _render(self, poses: np.ndarray, K, height, width, times: np.ndarray, supersample: int, rgb: bool = True) -> dict:
         Kn = self._check_K(K)
         height, width = check_size(height, width)
         if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) or supersample < 1:
@@ -546,6 +550,12 @@ class ProceduralRoom:
             return {"rgb": np.zeros((0, height, width, 3), np.uint8), "depth": np.zeros((0, height, width), np.float32),
                     "static": np.zeros((0, height, width), bool)}
         B = poses.shape[0]
+        if not rgb:
+            depth = np.empty((B, height, width), np.float32)
+            static = np.empty((B, height, width), bool)
+            for sel, tu in self._chunks(times, height * width):
+                _, depth[sel], static[sel] = self._render_core(poses[sel], Kn, height, width, tu, rgb=False)
+            return {"depth": depth, "static": static}
         if B == 1:  # the common case, without copies
             rgb, depth, static = self._render_core(poses, Kn, height, width, float(times[0]))
         else:

@@ -476,12 +476,11 @@ class DecalGrid:
     PAD = 2  # cells of slack below z = 0 and before u = 0 (depth is exact only to ~3e-5)
 
 
-def shade(win: np.ndarray, origins: np.ndarray, d: np.ndarray, rays: Rays, surf: SurfaceArrays, atlas: np.ndarray,
-          decals: DecalGrid, light: Lighting, sky_sid: int, sky_lut: np.ndarray):
-    """Encoded winners (B, N) -> rgb (B, N, 3) uint8, depth (B, N) float32
-    (inf on sky), static (B, N) bool."""
+def _hits(win: np.ndarray, origins: np.ndarray, d: np.ndarray, decals: DecalGrid, sky_sid: int):
+    """Encoded winners (B, N) -> surface id (intp, decals applied), distance
+    t (float32, 0 on misses), hit points p (3, B, N), sky (bool): what both
+    :func:`shade` and :func:`depth_static` start from."""
     take = np.take
-    B, N = win.shape
     sid = np.bitwise_and(win, _LOW).astype(np.intp)
     t = np.bitwise_and(win, _HIGH).view(np.float32)
     miss = win >= _INF_BITS
@@ -500,6 +499,27 @@ def shade(win: np.ndarray, origins: np.ndarray, d: np.ndarray, rays: Rays, surf:
     np.maximum(sid, take(decals.grid, iu, mode="clip"), out=sid)  # clip: a camera outside the room stays harmless
     sky = sid == sky_sid
     sky |= miss
+    return sid, t, p, sky
+
+
+def depth_static(win: np.ndarray, origins: np.ndarray, d: np.ndarray, surf: SurfaceArrays, decals: DecalGrid,
+                 sky_sid: int):
+    """Encoded winners (B, N) -> depth (B, N) float32 (inf on sky), static (B, N)
+    bool: :func:`shade` without the appearance, for callers that need only geometry."""
+    sid, t, _, sky = _hits(win, origins, d, decals, sky_sid)
+    np.copyto(t, np.float32(np.inf), where=sky)
+    static = np.take(surf.static, sid)
+    static &= ~sky
+    return t, static
+
+
+def shade(win: np.ndarray, origins: np.ndarray, d: np.ndarray, rays: Rays, surf: SurfaceArrays, atlas: np.ndarray,
+          decals: DecalGrid, light: Lighting, sky_sid: int, sky_lut: np.ndarray):
+    """Encoded winners (B, N) -> rgb (B, N, 3) uint8, depth (B, N) float32
+    (inf on sky), static (B, N) bool."""
+    take = np.take
+    B, N = win.shape
+    sid, t, p, sky = _hits(win, origins, d, decals, sky_sid)
 
     # Per-camera constant of flat surfaces: the pixel footprint in texels is
     # depth * |d|^2 * tpm / (fx * |n . d|), and n . d = (plane - n . o) / depth.
