@@ -12,6 +12,7 @@ import torch
 
 from mirage_gym.geometry import intrinsics_from_fov, pose_from_yaw_pitch
 from mirage_gym.memory import LatentSpatialMemory, RGBPointCloudMemory, splat_points
+from mirage_gym.memory.splat import BLEND_SHARPNESS
 
 H = W = 16
 K16 = intrinsics_from_fov(90.0, H, W)  # fx = fy = 8, principal point (8, 8)
@@ -71,7 +72,8 @@ def test_a_point_that_grazes_a_cell_does_not_hide_the_surface_covering_it():
     grazer = torch.tensor([[2.6 * 1.0, 4.5 * 1.0, 1.0]])
     out = splat_points(torch.cat([wall, grazer]), torch.tensor([[1.0], [-1.0]]), K, torch.eye(4), 8, 8)
     assert float(out.mask[0, 4, 3]) == pytest.approx(1.0)  # the wall's full weight survives, the grazer adds 0.1 (clamped)
-    assert float(out.features[0, 0, 4, 3]) == pytest.approx((1.0 - 0.1) / 1.1)  # blended, not replaced
+    s = 0.1**BLEND_SHARPNESS  # blend weight of the grazer (bilinear weight 0.1)
+    assert float(out.features[0, 0, 4, 3]) == pytest.approx((1.0 - s) / (1.0 + s))  # blended, not replaced
     assert float(out.features[0, 0, 4, 2]) == pytest.approx(-1.0)  # where the grazer is strong it is the front
     # A strong nearer point (weight 0.75 in the cell) is the front there; the wall
     # behind it fills only the quarter of the cell the occluder leaves uncovered.
@@ -100,6 +102,20 @@ def test_a_partial_nearer_duplicate_does_not_empty_the_cell():
     out = splat_points(torch.cat([token, duplicate]), torch.tensor([[2.0], [1.0]]), K, torch.eye(4), 8, 8)
     assert float(out.mask[0, 4, 3]) == pytest.approx(1.0)
     assert float(out.features[0, 0, 4, 3]) == pytest.approx(0.3 * 1.0 + 0.7 * 2.0)
+
+
+def test_an_exact_hit_outweighs_a_partial_one_of_the_same_surface():
+    """A token on its cell centre (weight 1) and a near-duplicate within the
+    depth tolerance (weight 0.5): the blend follows weight ** BLEND_SHARPNESS,
+    so the exact hit dominates; coverage stays the plain bilinear sum."""
+    K = torch.eye(3)
+    hit = torch.tensor([[3.5 * 2.0, 4.5 * 2.0, 2.0]])
+    duplicate = torch.tensor([[3.0 * 2.1, 4.5 * 2.1, 2.1]])  # x = 2.5 in cell coordinates: 0.5 in cells (4, 2) and (4, 3)
+    out = splat_points(torch.cat([hit, duplicate]), torch.tensor([[1.0], [0.0]]), K, torch.eye(4), 8, 8)
+    s = 0.5**BLEND_SHARPNESS
+    assert float(out.features[0, 0, 4, 3]) == pytest.approx(1.0 / (1.0 + s))
+    assert float(out.mask[0, 4, 3]) == pytest.approx(1.0) and float(out.mask[0, 4, 2]) == pytest.approx(0.5)
+    assert float(out.features[0, 0, 4, 2]) == pytest.approx(0.0)  # the duplicate alone there
 
 
 def test_splat_drops_points_behind_camera_and_outside_grid():
