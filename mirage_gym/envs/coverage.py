@@ -23,13 +23,23 @@ SWEEP_YAWS = 8
 SWEEP_PITCHES_DEG = (-35.0, 0.0, 35.0)
 
 
-_PACK = torch.tensor([1 << 42, 1 << 21, 1])  # the three 21-bit fields are disjoint: a sum is the bitwise packing
+_PACK = np.array([1 << 42, 1 << 21, 1], np.int64)  # the three 21-bit fields are disjoint: a sum is the bitwise packing
 
 
 def voxel_keys(points: torch.Tensor, voxel_size: float) -> torch.Tensor:
     """Pack (N, 3) world points into int64 voxel keys (21 bits per axis)."""
-    idx = torch.floor(points / voxel_size).long() + (1 << 20)
-    return (idx * _PACK.to(idx.device)).sum(-1)
+    keys = torch.from_numpy(_voxel_keys_np(points.detach().cpu().numpy(), voxel_size))
+    return keys if points.device.type == "cpu" else keys.to(points.device)
+
+
+def _voxel_keys_np(points: np.ndarray, voxel_size: float) -> np.ndarray:
+    """:func:`voxel_keys` on numpy points. Coverage lives on the CPU and a
+    step looks up a few hundred points, where numpy's ops cost a fraction of
+    torch's dispatch (the same roundings: one division in the points' dtype, a floor)."""
+    idx = np.floor(points / voxel_size).astype(np.int64)
+    idx += 1 << 20
+    idx *= _PACK
+    return idx.sum(-1)
 
 
 def _sweep_surface_keys(scene, voxel_size: float) -> torch.Tensor:
@@ -99,12 +109,16 @@ class CoverageMap:
         """Add one frame's depth (static pixels only, others inf); return the newly covered fraction."""
         before = self._count
         if self.surface.numel():
-            points = backproject(depth, K, c2w).reshape(-1, 3)
-            keys = voxel_keys(points[torch.isfinite(depth).reshape(-1)], self.voxel_size)
+            # numpy views of the (CPU) tensors: a few hundred points per step
+            points = backproject(depth, K, c2w).reshape(-1, 3).cpu().numpy()
+            finite = np.isfinite(depth.detach().cpu().numpy()).reshape(-1)
+            keys = _voxel_keys_np(points[finite], self.voxel_size)
             # only voxels of the visible surface count (guards against depth noise off the surface)
-            pos = torch.searchsorted(self.surface, keys).clamp_(max=self.surface.numel() - 1)
-            self._flags[pos[self.surface[pos] == keys]] = True
-            self._count = int(self._flags.sum())
+            surface, flags = self.surface.numpy(), self._flags.numpy()  # flags: a view, written in place
+            pos = np.searchsorted(surface, keys)
+            np.minimum(pos, surface.shape[0] - 1, out=pos)
+            flags[pos[surface[pos] == keys]] = True
+            self._count = int(np.count_nonzero(flags))
         return (self._count - before) / max(1, self.surface.numel())
 
     def state_dict(self) -> dict:

@@ -561,7 +561,7 @@ def shade(win: np.ndarray, origins: np.ndarray, d: np.ndarray, rays: Rays, surf:
     iu &= TEX - 1
     texel += iu
     texels = take(atlas, texel, mode="clip")  # (B, N) packed RGBA bytes, already times the light colour
-    albedo = texels.view(np.uint8).reshape(B, N, 4).astype(np.float32)
+    albedo = texels.view(np.uint8).reshape(B, N, 4)[..., :3].astype(np.float32)  # alpha is never shown
 
     # Light: ambient + fill (per surface) + point light with soft falloff:
     # lambert / |L| / (1 + |L|^2 / f^2), the lambert numerator per surface.
@@ -578,7 +578,7 @@ def shade(win: np.ndarray, origins: np.ndarray, d: np.ndarray, rays: Rays, surf:
     lamb += amb
     albedo *= lamb[..., None]
     np.minimum(albedo, np.float32(255.0), out=albedo)
-    rgb = albedo.astype(np.uint8)[..., :3]
+    rgb = albedo.astype(np.uint8)  # (B, N, 3), contiguous
 
     # Sky through windows (and any miss): a gradient by elevation.
     sky_idx = np.flatnonzero(sky)
