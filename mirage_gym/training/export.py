@@ -39,6 +39,17 @@ def _last_line(path: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
+def _init_record(folder: Path) -> dict:
+    """Steps and time of the checkpoint a run started from (``--init-from``), or {}."""
+    args_file = folder / "args.json"
+    init = json.loads(args_file.read_text()).get("init_from", "") if args_file.is_file() else ""
+    state_file = Path(init) / "state.json" if init else None
+    if state_file is None or not state_file.is_file():
+        return {}
+    state = json.loads(state_file.read_text())
+    return {"folder": init, "steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0))}
+
+
 def main(args: ExportArgs) -> Path:
     root, out = Path(args.checkpoints), Path(args.out)
     cfg = TinyConfig()
@@ -53,7 +64,8 @@ def main(args: ExportArgs) -> Path:
         state = json.loads((folder / "state.json").read_text())
         record[name] = {"steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0)),
                         "last_eval": _last_line(folder / "eval.jsonl")}
-        if state.get("note"):
-            record[name]["note"] = state["note"]
+        base = _init_record(folder)
+        if base:  # a fine-tuned network: say what it started from
+            record[name]["init_from"] = base
     cfg = load_or_measure_stats(root, nets["vae"], cfg)
     return save_weights_folder(out, cfg, nets, training=record, half=True)
