@@ -41,13 +41,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--scene-seed", type=int, default=1_000_011)
     ap.add_argument("--world-model", default="tiny")
+    ap.add_argument("--memory", default="latent", help="latent | rgb | none")
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--out", default="runs/forward")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = gym.make("MirageRoom-v0", world_model=args.world_model, task="none", return_gt=True,
+    env = gym.make("MirageRoom-v0", world_model=args.world_model, memory=args.memory, task="none", return_gt=True,
                    max_episode_steps=args.steps + 1)
     obs, info = env.reset(seed=0, options={"scene_seed": args.scene_seed})
     explorer = ScriptedExplorer(env)
@@ -68,7 +69,7 @@ def main() -> None:
     arr = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     n = len(rows)
     halves = {"first": slice(0, n // 2), "second": slice(n // 2, n)}
-    summary = {"steps": n, "scene_seed": args.scene_seed, "world_model": args.world_model}
+    summary = {"steps": n, "scene_seed": args.scene_seed, "world_model": args.world_model, "memory": args.memory}
     for name, sl in halves.items():
         summary[name] = {k: round(float(arr[k][sl].mean()), 2) for k in ("psnr", "std", "std_gt", "hf", "hf_gt")}
     summary["min_std_ratio"] = round(float((arr["std"] / np.maximum(arr["std_gt"], 1e-3)).min()), 3)

@@ -34,6 +34,26 @@ def test_random_tiny_model_runs_in_env_with_right_shapes_and_determinism():
     assert np.array_equal(frames[0], frames[1])
 
 
+def test_both_memories_write_the_models_geometry_for_the_start_frame():
+    """With depth_source="model", the pixel-space baseline gets the same
+    estimated depth and static mask as the latent memory (spread over the
+    token's pixels), not the scene's ground truth, for the start frame too."""
+    from mirage_gym.memory import RGBPointCloudMemory
+    from mirage_gym.images import to_model
+
+    model = random_tiny_model()
+    env = gym.make("MirageRoom-v0", world_model=model, memory="rgb", depth_source="model", return_gt=True)
+    _, info = env.reset(seed=3)
+    sim = env.unwrapped.sim
+    ep = sim.episodes[0]
+    depth, static = model.estimate_geometry(model.encode(to_model(info["gt_rgb"])))
+    depth_full, static_full = sim._full_resolution(depth[0], static[0] > 0.5)
+    expected = RGBPointCloudMemory(voxel_size=ep.memory.voxel_size, update=ep.memory.update)
+    expected.write(info["gt_rgb"], depth_full, sim.K_image, ep.agent.c2w(), static_mask=static_full)
+    assert ep.memory.num_tokens == expected.num_tokens
+    assert torch.allclose(ep.memory.positions, expected.positions, atol=1e-4)
+
+
 def test_vector_env_batches_the_tiny_model():
     model = random_tiny_model()
     vec = gym.make_vec("MirageRoom-v0", num_envs=2, vectorization_mode="vector_entry_point", world_model=model)

@@ -207,13 +207,17 @@ class MirageSimulation:
         depth_full = torch.from_numpy(truth["depth"])
         static_full = torch.from_numpy(truth["static"])
         h, w = self.latent_size
+        write_depth_full, write_static_full = depth_full, static_full
         if self.depth_from_scene or not scene.has_ground_truth:  # a photo's own (estimated) depth seeds the memory
             depth, static = depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)
         else:
             with torch.no_grad():
                 depth, static_prob = self.world_model.estimate_geometry(latent[None], image)
             depth, static = depth[0].cpu(), static_prob[0].cpu() > 0.5
-        self._write(ep, latent, depth, static, c2w, truth["rgb"], depth_full, static_full)
+            # Both memories write the same estimate: the pixel baseline must not get
+            # ground-truth geometry for the start frame while the latent memory does not.
+            write_depth_full, write_static_full = self._full_resolution(depth, static)
+        self._write(ep, latent, depth, static, c2w, truth["rgb"], write_depth_full, write_static_full)
         ep.context_latent, ep.context_c2w = latent, c2w
         if ep.coverage is not None:
             ep.coverage.update(self._static_depth(depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)), self.K_latent, c2w)
@@ -343,9 +347,7 @@ class MirageSimulation:
                 d, s = self.world_model.estimate_geometry(lat, imgs)
                 depth, static = d.cpu().unflatten(0, (B, L)), (s.cpu() > 0.5).unflatten(0, (B, L))
             if need_full:
-                f = self.world_model.downsample
-                depth_full = depth.repeat_interleave(f, -2).repeat_interleave(f, -1)
-                static_full = static.repeat_interleave(f, -2).repeat_interleave(f, -1)
+                depth_full, static_full = self._full_resolution(depth, static)
         if truth_last is None and self.cfg.task == "explore":
             # Coverage is always ground truth: render the last pose at latent resolution (cheap).
             truth_last = []
@@ -354,6 +356,13 @@ class MirageSimulation:
                 truth_last.append(self._static_depth(torch.from_numpy(r["depth"]), torch.from_numpy(r["static"])))
             truth_last = torch.stack(truth_last)
         return depth, static, depth_full, static_full, truth_last
+
+    def _full_resolution(self, depth: torch.Tensor, static: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A latent-grid estimate (..., h, w) spread over its pixels (..., H, W),
+        for the pixel-space memory (each pixel takes its token's value)."""
+        f = self.world_model.downsample
+        return (depth.repeat_interleave(f, -2).repeat_interleave(f, -1),
+                static.repeat_interleave(f, -2).repeat_interleave(f, -1))
 
     def _write(self, ep, latent, depth, static, c2w, rgb, depth_full, static_full):
         if self.cfg.memory == "latent":
