@@ -230,53 +230,66 @@ def _splat(points, features, P, h: int, w: int, near: float, depth_tolerance: fl
     offer = torch.where(weight.reshape(-1) < STRONG_WEIGHT, zf * _WEAK_SCALE, zf)  # weak ones offer z * 2**30
     front = _nearest_surface(flat_cell, offer, cells, near)
 
-    # --- pass 2: which layer each contribution belongs to. Layer 0: the front
-    # surface (within depth_tolerance of the front). Layer 1: the next surface
-    # behind it, found the same way among the rest; it shows only through the
-    # part of the cell the front leaves uncovered (pass 3). Anything farther
-    # goes to the trash row. (Thresholds are scaled per cell, not per contribution.)
-    in_front = zf <= (front * (1.0 + depth_tolerance)).index_select(0, flat_cell)  # (4M,)
-    second = _nearest_surface(torch.where(in_front, trash, flat_cell), offer, cells, near)
-    in_back = zf <= (second * (1.0 + depth_tolerance)).index_select(0, flat_cell)
-    # (4, M) accumulator row of each contribution: cell, cells + 1 + cell (back layer) or trash.
-    slot = torch.where(in_front, flat_cell, torch.where(in_back, flat_cell + (cells + 1), trash)).reshape(4, -1)
-
-    # --- accumulate [s * feature, s, s * z, w] per (layer, cell): w is the
+    # --- pass 2: the front layer, every contribution within depth_tolerance of
+    # the front, accumulated as [s * feature, s, s * z, w] per cell: w is the
     # bilinear weight (coverage), s = w ** BLEND_SHARPNESS weighs the blend.
-    # Only the contributions that reach a layer are gathered first: a dense
-    # memory read on a coarse grid puts tens of points behind every cell.
-    flat_slot = slot.reshape(-1)  # (4M,)
-    kept = (flat_slot != trash).nonzero().squeeze(1)  # (J,) indices into the 4 x M contributions
+    # (Thresholds are scaled per cell, not per contribution.)
     M = z.shape[0]
-    point = kept % M  # (J,) index into the M points in view
-    w_k = weight.reshape(-1).index_select(0, kept)
-    s_k = w_k * w_k if BLEND_SHARPNESS == 4 else w_k ** BLEND_SHARPNESS  # pow is slow on CPU
+    in_front = zf <= (front * (1.0 + depth_tolerance)).index_select(0, flat_cell)  # (4M,)
+    flat_w = weight.reshape(-1)
+    blend = flat_w * flat_w if BLEND_SHARPNESS == 4 else flat_w ** BLEND_SHARPNESS  # pow is slow on CPU
     if BLEND_SHARPNESS == 4:
-        s_k = s_k * s_k
-    J = kept.shape[0]
-    slots = flat_slot.index_select(0, kept)
-    feats = features.index_select(0, p.index_select(0, point))  # (J, C), storage dtype
-    if C + 3 <= _CHANNEL_FIRST_MAX:
-        # Few channels: channel-first rows, one flat index_add_ pass per row.
-        rows = torch.empty(C + 3, J, device=dev)  # [s * feature, s, s * z, w]
-        rows[:C] = feats.T * s_k
-        rows[C] = s_k
-        rows[C + 1] = z.index_select(0, point) * s_k
-        rows[C + 2] = w_k
-        acc = torch.zeros(C + 3, 2 * (cells + 1), device=dev)
-        acc.index_add_(1, slots, rows)
-        acc = acc.T  # (2 * (cells + 1), C + 3) view
+        blend = blend * blend
+    src = torch.empty(C + 2, M, device=dev)  # [feature, 1, z] per point
+    src[:C] = features.index_select(0, p).T
+    src[C] = 1.0
+    src[C + 1] = z
+    # Few channels: channel-first rows, one flat index_add_ pass per row; many
+    # channels: point-major rows (index_add_ along dim 0 copies whole rows).
+    channel_first = C + 3 <= _CHANNEL_FIRST_MAX
+    if not channel_first:
+        src = src.T.contiguous()  # (M, C + 2)
+    acc = torch.zeros(C + 3, 2 * (cells + 1), device=dev)  # rows [s * feature, s, s * z, w]; columns (layer, cell)
+    if channel_first:
+        front_rows = torch.empty(C + 3, 4, M, device=dev)
+        torch.mul(src[:, None, :], blend.view(1, 4, M), out=front_rows[:C + 2])
+        front_rows[C + 2] = weight
+        acc.index_add_(1, torch.where(in_front, flat_cell, trash), front_rows.view(C + 3, 4 * M))
     else:
-        # Many channels: point-major rows (index_add_ along dim 0 copies whole rows).
-        rows = torch.empty(J, C + 3, device=dev)
-        rows[:, :C] = feats * s_k[:, None]
-        rows[:, C] = s_k
-        rows[:, C + 1] = z.index_select(0, point) * s_k
-        rows[:, C + 2] = w_k
-        acc = torch.zeros(2 * (cells + 1), C + 3, device=dev)
-        acc.index_add_(0, slots, rows)
+        front_rows = torch.empty(4, M, C + 3, device=dev)
+        torch.mul(src[None], blend.view(4, M, 1), out=front_rows[..., :C + 2])
+        front_rows[..., C + 2] = weight
+        acc_t = torch.zeros(2 * (cells + 1), C + 3, device=dev)
+        acc_t.index_add_(0, torch.where(in_front, flat_cell, trash), front_rows.view(4 * M, C + 3))
+        acc = acc_t.T
 
-    # --- pass 3: composite front to back. The front surface covers
+    # --- pass 3: the back layer, only where the front leaves part of a cell
+    # uncovered (few cells: a dense memory read covers most cells fully). It is
+    # the next surface behind the front, found the same way among the rest.
+    partial = acc[C + 2, :cells + 1] < 1.0
+    partial[trash] = False
+    behind = (~in_front & partial.index_select(0, flat_cell)).nonzero().squeeze(1)  # (J,) into the 4M contributions
+    if behind.numel():
+        cell_b = flat_cell.index_select(0, behind)
+        z_b = zf.index_select(0, behind)
+        second = _nearest_surface(cell_b, offer.index_select(0, behind), cells, near)
+        back = z_b <= (second * (1.0 + depth_tolerance)).index_select(0, cell_b)
+        behind, cell_b, z_b = behind[back], cell_b[back], z_b[back]
+        point = behind % M
+        s_b = blend.index_select(0, behind)
+        if channel_first:
+            back_rows = torch.empty(C + 3, behind.shape[0], device=dev)
+            back_rows[:C + 2] = src.index_select(1, point) * s_b
+            back_rows[C + 2] = flat_w.index_select(0, behind)
+            acc.index_add_(1, cell_b + (cells + 1), back_rows)
+        else:
+            back_rows = torch.empty(behind.shape[0], C + 3, device=dev)
+            back_rows[:, :C + 2] = src.index_select(0, point) * s_b[:, None]
+            back_rows[:, C + 2] = flat_w.index_select(0, behind)
+            acc_t.index_add_(0, cell_b + (cells + 1), back_rows)
+    acc = acc.T  # (2 * (cells + 1), C + 3)
+
+    # --- composite front to back. The front surface covers
     # min(1, its weight) of the cell; the back layer fills the rest.
     acc = acc.reshape(2, cells + 1, C + 3)[:, :cells]  # (layer, cells, C + 3)
     ssum = acc[..., C]  # (2, cells) blend normaliser
