@@ -351,14 +351,6 @@ def backproject(depth, K, c2w) -> torch.Tensor:
     c2w = check_pose(c2w).to(depth.device)
     H, W = depth.shape[-2:]
     rays = _camera_rays(K, H, W, device=depth.device)
-    if c2w.ndim == 2 and depth.ndim == 2 and depth.device.type == "cpu" and H * W <= _SMALL_FRAME \
-            and not (depth.requires_grad or c2w.requires_grad):
-        # One small CPU frame (every env step lifts one latent grid, twice):
-        # the same elementwise float32 products and sums as below, in numpy,
-        # without torch's per-op dispatch (bit-identical: each op rounds once).
-        with np.errstate(invalid="ignore", over="ignore"):  # inf depth on a zero ray component: NaN, as in torch
-            cam = rays.numpy() * depth.numpy()[..., None]  # (H, W, 3)
-            return torch.from_numpy(_transform_np(c2w.numpy(), cam.reshape(H * W, 3)).reshape(H, W, 3))
     cam = rays * depth[..., None]  # (..., H, W, 3)
     if c2w.ndim == 2:  # one pose (a python tuple compare instead of torch.broadcast_shapes)
         lead = cam.shape[:-3]
@@ -366,19 +358,6 @@ def backproject(depth, K, c2w) -> torch.Tensor:
         lead = torch.broadcast_shapes(cam.shape[:-3], c2w.shape[:-2])
         cam = cam.expand(*lead, H, W, 3)
     return transform_points(c2w, cam.reshape(*lead, H * W, 3)).reshape(*lead, H, W, 3)
-
-
-_SMALL_FRAME = 1 << 14  # pixels: at most this many go through backproject's numpy path
-
-
-def _transform_np(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """:func:`transform_points` for one (4, 4) float32 pose and (N, 3) float32
-    numpy points: the same products and sums in the same order."""
-    out = points[:, 0:1] * T[:3, 0]
-    out += points[:, 1:2] * T[:3, 1]
-    out += points[:, 2:3] * T[:3, 2]
-    out += T[:3, 3]
-    return out
 
 
 def transform_points(T, points) -> torch.Tensor:

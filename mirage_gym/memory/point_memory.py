@@ -349,20 +349,14 @@ class PointMemory:
         mask, front = seen.mask[0], seen.depth[0]
         return (mask >= 0.25) & (depth >= (1.0 - self.fill_tolerance) * front)
 
-    def voxel_keys(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def voxel_keys(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """int64 voxel keys of world points (M, 3), and a mask of the points
-        whose voxel is inside the representable range (+-2**20 per axis)."""
+        whose voxel is inside the representable range (+-2**20 per axis), or
+        None when all are (the common case: one reduction instead of the mask's ops)."""
         g = torch.floor(points.T / self._voxel_size + 0.5)  # (3, M) lattice-centred voxel coordinates
-        in_range = (g.abs() < _AXIS_OFFSET).all(dim=0)  # NaN compares False
-        return self._pack(torch.where(in_range, g, 0.0)), in_range
-
-    def _write_keys(self, points: torch.Tensor):
-        """:meth:`voxel_keys` for a write: the in-range mask only when some
-        point is out of range (None otherwise), saving its ops on every write."""
-        g = torch.floor(points.T / self._voxel_size + 0.5)
         if points.shape[0] and float(g.abs().max()) < _AXIS_OFFSET:  # NaN fails too
             return self._pack(g), None
-        in_range = (g.abs() < _AXIS_OFFSET).all(dim=0)
+        in_range = (g.abs() < _AXIS_OFFSET).all(dim=0)  # NaN compares False
         return self._pack(torch.where(in_range, g, 0.0)), in_range
 
     def _stored_keys(self) -> torch.Tensor:
@@ -378,7 +372,7 @@ class PointMemory:
 
     def _insert(self, points: torch.Tensor, feats: torch.Tensor, z: torch.Tensor) -> None:
         """Merge M new points into storage (dedup, newest wins) and evict."""
-        keys, ok = self._write_keys(points)
+        keys, ok = self.voxel_keys(points)
         if ok is not None:
             points, feats, z, keys = points[ok], feats[ok], z[ok], keys[ok]
         if points.shape[0] == 0:
