@@ -166,6 +166,11 @@ class MirageSimulation:
 
     # ------------------------------------------------------------------ reset
 
+    # inference_mode rather than no_grad: nothing the env makes is ever
+    # differentiated, and skipping autograd's version counters and view
+    # tracking makes each of a step's few hundred small torch ops cheaper
+    # (oracle env: 273-282 -> 311-342 steps per CPU-second, identical frames).
+    @torch.inference_mode()
     def reset_episode(self, index: int, rng: np.random.Generator, options: dict | None = None) -> tuple[dict, dict]:
         """Start episode ``index`` with the env's seeded ``rng``."""
         options = self.check_reset_options(options)
@@ -202,8 +207,7 @@ class MirageSimulation:
         c2w = ep.agent.c2w()
         truth = self._render_truth(scene, c2w, 0.0)
         image = to_model(truth["rgb"], device=self.device)  # (1, 3, H, W)
-        with torch.no_grad():
-            latent = self.world_model.encode(image)[0]
+        latent = self.world_model.encode(image)[0]
         depth_full = torch.from_numpy(truth["depth"])
         static_full = torch.from_numpy(truth["static"])
         h, w = self.latent_size
@@ -211,8 +215,7 @@ class MirageSimulation:
         if self.depth_from_scene or not scene.has_ground_truth:  # a photo's own (estimated) depth seeds the memory
             depth, static = depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)
         else:
-            with torch.no_grad():
-                depth, static_prob = self.world_model.estimate_geometry(latent[None], image)
+            depth, static_prob = self.world_model.estimate_geometry(latent[None], image)
             depth, static = depth[0].cpu(), static_prob[0].cpu() > 0.5
             # Both memories write the same estimate: the pixel baseline must not get
             # ground-truth geometry for the start frame while the latent memory does not.
@@ -229,6 +232,7 @@ class MirageSimulation:
 
     # ------------------------------------------------------------------ step
 
+    @torch.inference_mode()
     def step(self, indices: list[int], motions: list[np.ndarray]) -> list[StepResult]:
         """Advance episodes ``indices`` by one action each, in one batched model call."""
         cfg, K = self.cfg, self.cfg.frames_per_step
@@ -255,9 +259,8 @@ class MirageSimulation:
             memory_latent=mem_latent, memory_mask=mem_mask, memory_depth=mem_depth, times=times_t,
             scenes=[ep.scene for ep in eps], generators=[ep.generator for ep in eps],
         )
-        with torch.no_grad():
-            segment = self.world_model.generate(request)
-            frames_f = self.world_model.decode_segment(segment, K)  # (B, K, 3, H, W)
+        segment = self.world_model.generate(request)
+        frames_f = self.world_model.decode_segment(segment, K)  # (B, K, 3, H, W)
         if segment.rgb is not None:  # the model's exact images (the oracle's renders)
             frames = segment.rgb
         else:
