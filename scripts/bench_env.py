@@ -3,12 +3,12 @@
     python scripts/bench_env.py --env-id MirageRoomOracle64-v0 --steps 2000
     python scripts/bench_env.py --breakdown     # where a step's CPU time goes
 
-``--breakdown`` (single env) replays the run's own work piece by piece, each
-timed alone on the same inputs: the ground-truth render of every step's
-frames, the memory writes into a fresh memory, the coverage updates, and a
-reset (a new room: its build and its visible-surface sweep) spread over the
-mean episode length of the run. "Everything else" is the step's remainder
-(the oracle's latents and grids, collisions, observations, info).
+``--breakdown`` (single env) times the run, runs it again recording its
+ground-truth renders and memory writes, and times those alone on the same
+inputs (each write into a copy of the memory as it was before it); a reset
+(a new room: its build and its visible-surface sweep) is spread over the
+run's episode length. "Everything else" is the step's remainder: coverage,
+the oracle's latents and grids, collisions, observations, info.
 """
 
 import argparse

@@ -27,7 +27,7 @@ class TinyWorldModel(WorldModel):
         self.device = torch.device(device)
         # channels_last: the VAE's full-resolution 3x3 convs run 1.4x faster in it
         # on CPU (decoder, batches of 4 and 32, 1 thread), the geometry head's
-        # 64-channel convs 1.1x (a batch of 4) to 1.4x (32); the UNet gains ~4%
+        # 64-channel convs 1.1-1.2x (a batch of 4) and 1.2-1.4x (32) over two runs; the UNet gains ~4%
         # on a 16x16 grid, within noise, so it keeps the default layout.
         self.vae = vae.to(self.device).float().eval().to(memory_format=torch.channels_last)
         self.denoiser = denoiser.to(self.device).float().eval()
