@@ -93,7 +93,7 @@ def test_voxel_counter_matches_rgb_memory(room):
     start, actions = room_tour(room, 6)
     traj = simulate(room, start, actions, 3)
     K = intrinsics_from_fov(room.fov_deg, 32, 32)
-    mem, counter = RGBPointCloudMemory(0.03, update=RULE), VoxelCounter(0.03, room.bounds)
+    mem, counter = RGBPointCloudMemory(0.03, update=RULE, align_depth=False), VoxelCounter(0.03, room.bounds)
     for i in range(len(traj)):
         r = render_segment(room, traj.paths[i], traj.times[i], 32, K)
         mem.write(r.rgb, r.depth, K, traj.paths[i], static_mask=r.static)

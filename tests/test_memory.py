@@ -101,7 +101,10 @@ def test_a_partial_nearer_duplicate_does_not_empty_the_cell():
     duplicate = torch.tensor([[(2.5 + 0.3) * 2.5, (4.5) * 2.5, 2.5]])  # x = 2.3 in cell coordinates: 0.3 in cell (4, 3)
     out = splat_points(torch.cat([token, duplicate]), torch.tensor([[2.0], [1.0]]), K, torch.eye(4), 8, 8)
     assert float(out.mask[0, 4, 3]) == pytest.approx(1.0)
-    assert float(out.features[0, 0, 4, 3]) == pytest.approx(0.3 * 1.0 + 0.7 * 2.0)
+    # Too weak to define the front (< STRONG_WEIGHT), the duplicate joins the
+    # token's layer and the exact hit dominates the blend.
+    s = 0.3**BLEND_SHARPNESS
+    assert float(out.features[0, 0, 4, 3]) == pytest.approx((2.0 + s * 1.0) / (1.0 + s))
 
 
 def test_an_exact_hit_outweighs_a_partial_one_of_the_same_surface():
@@ -116,6 +119,42 @@ def test_an_exact_hit_outweighs_a_partial_one_of_the_same_surface():
     assert float(out.features[0, 0, 4, 3]) == pytest.approx(1.0 / (1.0 + s))
     assert float(out.mask[0, 4, 3]) == pytest.approx(1.0) and float(out.mask[0, 4, 2]) == pytest.approx(0.5)
     assert float(out.features[0, 0, 4, 2]) == pytest.approx(0.0)  # the duplicate alone there
+
+
+def test_a_point_just_outside_the_grid_still_covers_the_edge_cell():
+    """A point projecting half a cell beyond the last column covers that column
+    bilinearly; culling it left edge cells half-covered, so the fill rule re-wrote
+    the rim of every view from the least reliable tokens."""
+    K = torch.eye(3)
+    z = 2.0
+    right = torch.tensor([[8.25 * z, 4.5 * z, z]])  # u = 8.25 on an 8-wide grid: weight 0.25 in column 7
+    left = torch.tensor([[-0.25 * z, 2.5 * z, z]])  # u = -0.25: weight 0.25 in column 0
+    out = splat_points(torch.cat([right, left]), torch.tensor([[1.0], [2.0]]), K, torch.eye(4), 8, 8)
+    assert float(out.mask[0, 4, 7]) == pytest.approx(0.25) and float(out.mask[0, 2, 0]) == pytest.approx(0.25)
+    assert float(out.features[0, 0, 4, 7]) == pytest.approx(1.0) and float(out.features[0, 0, 2, 0]) == pytest.approx(2.0)
+    assert float(out.mask.sum()) == pytest.approx(0.5)  # nothing lands in a wrapped-around cell
+    beyond = torch.tensor([[8.6 * z, 4.5 * z, z]])  # more than half a cell out: no cell centre within reach
+    assert float(splat_points(beyond, torch.ones(1, 1), K, torch.eye(4), 8, 8).mask.sum()) == 0.0
+
+
+def test_writes_are_scale_aligned_to_the_surface_the_memory_shows():
+    """Estimated depth drifts in scale from frame to frame; a write is rescaled by
+    the median depth ratio where it overlaps what the memory shows, so a revisit
+    lands on the stored surface instead of a nearer copy of it."""
+    for align, expected in ((True, 2.0), (False, 1.4)):
+        mem = LatentSpatialMemory(voxel_size=0.02, update="newest", align_depth=align)
+        mem.write(latent(seed=1), plane(2.0), K16, pose())
+        depth = plane(1.4)  # the same wall estimated 30% nearer...
+        depth[:4] = 0.5  # ...with a nearer object in the top rows (outside the 2x window: not counted)
+        mem.write(latent(seed=2), depth, K16, pose())
+        x = mem.positions[-H * W:, 0] - float(EYE[0])  # the second write; the camera looks along +x: x offset = z-depth
+        assert float(x.max()) == pytest.approx(expected, rel=1e-4)
+        assert float(x.min()) == pytest.approx(0.5 * expected / 1.4, rel=1e-4)
+    # Too little overlap (a view turned away from everything stored): left as estimated.
+    mem = LatentSpatialMemory(voxel_size=0.02, update="newest")
+    mem.write(latent(seed=1), plane(2.0), K16, pose())
+    mem.write(latent(seed=2), plane(1.4), K16, pose(yaw=math.pi))
+    assert float(mem.positions[-1, 0]) == pytest.approx(float(EYE[0]) - 1.4, rel=1e-4)
 
 
 def test_splat_drops_points_behind_camera_and_outside_grid():

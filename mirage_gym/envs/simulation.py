@@ -102,10 +102,10 @@ class MirageSimulation:
         f = self.world_model.downsample
         if self.cfg.memory == "latent":
             return LatentSpatialMemory(voxel_size=self.cfg.voxel_size, capacity=self.cfg.memory_capacity, device=self.device,
-                                       update=self.cfg.memory_update)
+                                       update=self.cfg.memory_update, align_depth=not self.depth_from_scene)
         if self.cfg.memory == "rgb":
             return RGBPointCloudMemory(voxel_size=self.cfg.voxel_size / f, capacity=self.cfg.memory_capacity * f * f, device=self.device,
-                                       update=self.cfg.memory_update)
+                                       update=self.cfg.memory_update, align_depth=not self.depth_from_scene)
         return None
 
     def _scene(self, current, seed):

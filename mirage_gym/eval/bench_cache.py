@@ -58,7 +58,7 @@ def latent_token_bytes(channels: int) -> int:
     return XYZ_BYTES + 2 * channels  # float16 latents
 
 
-RULE = "oldest"  # the pure voxel rule: sizes are exact voxel counts (see the module docstring)
+RULE = "oldest"  # the pure voxel rule (and ground-truth depth written as is): sizes are exact voxel counts (see the module docstring)
 
 class VoxelCounter:
     """How many points a capacity-free PointMemory with this voxel holds after
@@ -122,8 +122,8 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
     K_img = intrinsics_from_fov(room.fov_deg, S, S)
     K_lat = scale_intrinsics(K_img, (S, S), (grid, grid))
     vox = voxel_size * 16 / grid
-    emb = {"lat": LatentSpatialMemory(vox, update=RULE), "lat_env_depth": LatentSpatialMemory(vox, update=RULE),
-           "rgb": RGBPointCloudMemory(vox / f, update=RULE),
+    emb = {"lat": LatentSpatialMemory(vox, update=RULE, align_depth=False), "lat_env_depth": LatentSpatialMemory(vox, update=RULE),
+           "rgb": RGBPointCloudMemory(vox / f, update=RULE, align_depth=False),
            "counter": VoxelCounter(vox / f, room.bounds), "nodedup_lat": 0, "nodedup_rgb": 0}
     # ---- Wan scale
     wan_steps = min(wan_steps, n)
@@ -133,10 +133,10 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
     for name, (fs, ft, cz) in WAN_VAE_FACTORS.items():
         gw = Sw // fs
         wan[name] = {"grid": gw, "channels": cz, "K_lat": scale_intrinsics(K_w, (Sw, Sw), (gw, gw)),
-                     "voxel": voxel_size * 16 / gw, "lat": LatentSpatialMemory(voxel_size * 16 / gw, update=RULE), "nodedup_lat": 0,
+                     "voxel": voxel_size * 16 / gw, "lat": LatentSpatialMemory(voxel_size * 16 / gw, update=RULE, align_depth=False), "nodedup_lat": 0,
                      "temporal": ft}
     rgb_vox_w = wan["wan2.2"]["voxel"] / WAN_VAE_FACTORS["wan2.2"][0]
-    wan_rgb = {"rgb": RGBPointCloudMemory(rgb_vox_w, update=RULE), "counter": VoxelCounter(rgb_vox_w, room.bounds),
+    wan_rgb = {"rgb": RGBPointCloudMemory(rgb_vox_w, update=RULE, align_depth=False), "counter": VoxelCounter(rgb_vox_w, room.bounds),
                "counter_latent_frames": VoxelCounter(rgb_vox_w, room.bounds)}
 
     curves = {k: [] for k in ("step", "lat_tokens", "lat_bytes", "rgb_points", "rgb_bytes", "nodedup_lat_tokens",

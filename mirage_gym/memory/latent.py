@@ -77,11 +77,13 @@ class LatentSpatialMemory(PointMemory):
         min_weight: float = 1e-2,
         update: str = "fill",
         fill_tolerance: float = 0.75,
+        align_depth: bool = True,
     ):
         if feature_dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise ValueError(f"feature_dtype must be a floating-point torch dtype (float16 recommended), got {feature_dtype!r}")
         super().__init__(voxel_size, capacity, device, channels=channels, feature_dtype=feature_dtype,
-                         near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance)
+                         near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance,
+                         align_depth=align_depth)
 
     def write(self, latent, depth, K, c2w, static_mask=None) -> None:
         """Store the tokens of one latent frame (C, H, W) or T frames (T, C, H, W)."""

@@ -32,8 +32,9 @@ Dedup: one point per voxel
       ``"fill"``: a write only fills what the memory does not already show.
       Before a frame is lifted, the memory is splatted at that frame's own
       camera, and a point is skipped where that view is covered (mask >=
-      0.25: a seen surface viewed obliquely splats sparser than the grid,
-      so its coverage sums below 1) unless the point is nearer than the
+      ``FILL_COVERAGE``, 0.1: a seen surface viewed obliquely or at the rim
+      of a stored view splats sparser than the grid, so its coverage sums
+      below 1) unless the point is nearer than the
       surface shown by more than ``fill_tolerance`` (relative): a static
       surface the memory never saw in front of one it did (walking around
       a chair) is still written, while the same wall re-estimated a little
@@ -87,6 +88,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import numpy as np
 import torch
 
@@ -102,6 +105,16 @@ _PACK_WEIGHTS = torch.tensor([[1 << (2 * _AXIS_BITS)], [1 << _AXIS_BITS], [1]]) 
 _PACKED_OFFSET = _AXIS_OFFSET * ((1 << (2 * _AXIS_BITS)) + (1 << _AXIS_BITS) + 1)
 _STATE_FORMAT = "mirage_gym.memory/1"
 UPDATE_RULES = ("fill", "oldest", "newest")
+# "fill": a pixel counts as already shown where the memory covers at least this
+# much of it. At 0.25, cells at the rim of a stored view (partly covered) were
+# re-written from every later frame, with depth estimated 20-50% nearer, and
+# occluded the first view's own tokens at a return (29% of the returned view's
+# cells held such tokens after turning 180 degrees away and back).
+FILL_COVERAGE = 0.1
+# Depth alignment: ratios of stored to estimated depth farther than this factor
+# from 1 are not the same surface (an occluder, a missed wall) and not counted.
+ALIGN_MAX_RATIO = 2.0
+ALIGN_MIN_OVERLAP = 0.1  # share of the frame that must overlap the memory to align it
 _REAL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -194,6 +207,10 @@ class PointMemory:
         device: where the points live and splatting runs.
         near, depth_tolerance, min_weight: splat settings (see
             :func:`mirage_gym.memory.splat.splat_points`).
+        update, fill_tolerance: the rule for voxels a write meets again (module docstring).
+        align_depth: rescale each written frame's depth onto the surface
+            the memory already shows there (:meth:`_aligned`); for estimated
+            depth. Ground-truth depth needs none.
     """
 
     kind = "points"
@@ -211,10 +228,14 @@ class PointMemory:
         min_weight: float = 1e-2,
         update: str = "fill",
         fill_tolerance: float = 0.75,
+        align_depth: bool = True,
     ):
         if update not in UPDATE_RULES:
             raise ValueError(f"update must be one of {UPDATE_RULES}, got {update!r}")
+        if not isinstance(align_depth, bool):
+            raise ValueError(f"align_depth must be True or False, got {align_depth!r}")
         self.update, self.fill_tolerance = update, self._check_fill_tolerance(fill_tolerance)
+        self.align_depth = align_depth
         self._voxel_size = self._check_voxel_size(voxel_size)
         self._capacity = self._check_capacity(capacity)
         self._fixed_channels = self._check_channels(channels)
@@ -329,8 +350,12 @@ class PointMemory:
         valid = (depth > 0) & (depth < float("inf"))  # finite and positive (NaN fails both)
         if static is not None:
             valid &= static
-        if self.update == "fill" and self.num_tokens:
-            valid &= ~self._shows_surface(depth, K, c2w)
+        if self.num_tokens and (self.align_depth or self.update == "fill"):
+            mask, front = self._own_view(depth.shape, K, c2w)
+            if self.align_depth:
+                depth = self._aligned(depth, valid, mask, front)
+            if self.update == "fill":  # skip what the memory already shows, unless much nearer
+                valid &= ~((mask >= FILL_COVERAGE) & (depth >= (1.0 - self.fill_tolerance) * front))
         pixel = valid.reshape(-1).nonzero().squeeze(1)  # (M,) flat pixel index, ascending
         # index_select rather than tensor[index]: the same gather at half the dispatch cost
         points = backproject(depth, K, c2w).reshape(-1, 3).index_select(0, pixel)  # (M, 3)
@@ -339,15 +364,27 @@ class PointMemory:
         self._insert(points, feats, z)
         self._num_writes += 1
 
-    def _shows_surface(self, depth, K, c2w) -> torch.Tensor:
-        """(H, W) True where the memory, seen from this frame's own camera,
-        already covers the pixel with a surface not much farther than the
-        pixel's depth (so the pixel adds nothing new)."""
-        H, W = depth.shape
-        seen = splat_points(self._xyz.T, self._features[:, :0], K, c2w, H, W, near=self.near,
+    def _own_view(self, shape, K, c2w) -> tuple[torch.Tensor, torch.Tensor]:
+        """The memory seen from the frame's own camera: coverage and front depth, (H, W) each."""
+        seen = splat_points(self._xyz.T, self._features[:, :0], K, c2w, *shape, near=self.near,
                             depth_tolerance=self.depth_tolerance, min_weight=self.min_weight)
-        mask, front = seen.mask[0], seen.depth[0]
-        return (mask >= 0.25) & (depth >= (1.0 - self.fill_tolerance) * front)
+        return seen.mask[0], seen.depth[0]
+
+    @staticmethod
+    def _aligned(depth, valid, mask, front) -> torch.Tensor:
+        """``depth`` rescaled onto the surface the memory shows: the median of
+        stored / estimated depth over the well-covered pixels of the frame
+        (ratios beyond ALIGN_MAX_RATIO left out). Estimated depth wanders in
+        scale from frame to frame; unaligned, a revisit stores a second copy
+        of a wall at another depth, and reads at the first pose blend or
+        occlude the first copy. Needs ALIGN_MIN_OVERLAP of the frame to
+        agree; otherwise (a new part of the world) the estimate stands."""
+        overlap = valid & (mask >= 0.5) & torch.isfinite(front)
+        log_ratio = (front[overlap] / depth[overlap]).log()
+        log_ratio = log_ratio[log_ratio.abs() < math.log(ALIGN_MAX_RATIO)]
+        if log_ratio.numel() < ALIGN_MIN_OVERLAP * depth.numel():
+            return depth
+        return depth * float(log_ratio.median().exp())
 
     def voxel_keys(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """int64 voxel keys of world points (M, 3), and a mask of the points
@@ -461,6 +498,7 @@ class PointMemory:
             "min_weight": self.min_weight,
             "update": self.update,
             "fill_tolerance": self.fill_tolerance,
+            "align_depth": self.align_depth,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -491,6 +529,9 @@ class PointMemory:
         if update not in UPDATE_RULES:
             raise ValueError(f"state update rule {update!r} is not one of {UPDATE_RULES}")
         fill_tolerance = self._check_fill_tolerance(state.get("fill_tolerance", self.fill_tolerance))
+        align_depth = state.get("align_depth", False)  # snapshots from before the option wrote depth as estimated
+        if not isinstance(align_depth, bool):
+            raise ValueError(f"state align_depth must be True or False, got {align_depth!r}")
         # ---- all checked; now replace.
         self._voxel_size, self._capacity, self._channels = voxel_size, capacity, channels
         self._fixed_channels = self._check_channels(state.get("fixed_channels", self._fixed_channels))
@@ -501,6 +542,7 @@ class PointMemory:
         self.min_weight = float(state.get("min_weight", self.min_weight))
         self.update = update
         self.fill_tolerance = fill_tolerance
+        self.align_depth = align_depth
         self._xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
         self._features = feat.detach().to(self.device).clone(memory_format=torch.contiguous_format)
 

@@ -70,9 +70,11 @@ class RGBPointCloudMemory(PointMemory):
         min_weight: float = 1e-2,
         update: str = "fill",
         fill_tolerance: float = 0.75,
+        align_depth: bool = True,
     ):
         super().__init__(voxel_size, capacity, device, channels=3, feature_dtype=torch.uint8,
-                         near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance)
+                         near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance,
+                         align_depth=align_depth)
 
     def write(self, rgb, depth, K, c2w, static_mask=None) -> None:
         """Store the pixels of one image or T images (see class docstring)."""
