@@ -125,3 +125,45 @@ def test_sampler_pins_covered_cells_to_memory_and_closes_gaps():
     torch.testing.assert_close(out[0, :, 5, 5], neighbours / 8)
     assert filled_mask[0, 5, 5] == 1 and (filled_mask[0, :, 11:] == 0).all()  # deep in the hole: no support
     assert not torch.equal(out[0, :, :, 12], memory[0, :, :, 12])  # generated there
+
+
+def test_hole_prefill_copies_the_nearest_covered_token_in_the_row():
+    """Uncovered cells copy the nearest covered token of their row (a tie
+    takes the left one), a row with nothing covered copies the nearest
+    filled row, covered cells stay; with nothing covered the prefill is zero."""
+    from mirage_gym.models.tiny.pipeline import prefill_holes, residual_base
+
+    C, h = 3, 8
+    memory = torch.arange(C * h * h, dtype=torch.float32).view(1, C, h, h)
+    mask = torch.zeros(1, h, h)
+    mask[0, 2:6, 2] = 1.0
+    mask[0, 2:6, 6] = 0.9
+    mask[0, 3, 4] = 0.3  # below pin: not a source
+    filled = prefill_holes(memory, mask, pin=0.5)[0]
+    for row in range(2, 6):
+        for col, source in {0: 2, 1: 2, 2: 2, 3: 2, 4: 2, 5: 6, 6: 6, 7: 6}.items():
+            assert torch.equal(filled[:, row, col], memory[0, :, row, source]), (row, col)
+    assert torch.equal(filled[:, 0], filled[:, 2]) and torch.equal(filled[:, 1], filled[:, 2])
+    assert torch.equal(filled[:, 7], filled[:, 5])
+    assert torch.equal(prefill_holes(memory, torch.zeros(1, h, h), 0.5), torch.zeros_like(memory))
+
+    base = residual_base(memory, mask, 0.5, prefill=True)
+    torch.testing.assert_close(base[0, :, 3, 4], 0.3 * memory[0, :, 3, 4] + 0.7 * memory[0, :, 3, 2])
+    assert torch.equal(base[0, :, 2, 2], memory[0, :, 2, 2])
+    assert torch.equal(residual_base(memory, mask, 0.5, prefill=False), memory * mask[:, None])
+
+
+def test_sampler_with_prefill_keeps_pinned_cells_and_configs_without_the_key_load_without_it():
+    from mirage_gym.models.tiny.pipeline import ResidualFlowSampler
+
+    cfg = TinyConfig(unet_channels=(32, 32, 32))
+    torch.manual_seed(0)
+    sampler = ResidualFlowSampler(build_denoiser(cfg).eval(), steps=1, pin=0.5, gap_support=1.5, prefill=True)
+    C, h = cfg.latent_channels, cfg.latent_size
+    memory, mask = torch.randn(1, C, h, h), torch.ones(1, h, h)
+    mask[0, :, 10:] = 0.0
+    out = sampler(torch.zeros(1, C, h, h), memory, mask, torch.zeros(1, 6, h, h), torch.randn(1, C, h, h))
+    assert torch.equal(out[0, :, :, :10], memory[0, :, :, :10])
+    assert torch.isfinite(out).all()
+    assert TinyConfig.from_dict({}).prefill_holes is False  # weights from before the option: trained over zero
+    assert TinyConfig.from_dict(TinyConfig().to_dict()).prefill_holes is True

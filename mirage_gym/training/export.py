@@ -50,6 +50,13 @@ def _init_record(folder: Path) -> dict:
     return {"folder": init, "steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0))}
 
 
+def denoiser_prefill(folder: Path) -> bool:
+    """Whether the denoiser in ``folder`` was trained over the hole prefill
+    (runs from before that option existed were not)."""
+    args_file = folder / "args.json"
+    return bool(json.loads(args_file.read_text()).get("prefill_holes", False)) if args_file.is_file() else False
+
+
 def main(args: ExportArgs) -> Path:
     root, out = Path(args.checkpoints), Path(args.out)
     cfg = TinyConfig()
@@ -67,5 +74,6 @@ def main(args: ExportArgs) -> Path:
         base = _init_record(folder)
         if base:  # a fine-tuned network: say what it started from
             record[name]["init_from"] = base
+    cfg.prefill_holes = denoiser_prefill(Path(args.denoiser_dir or root / "denoiser"))
     cfg = load_or_measure_stats(root, nets["vae"], cfg)
     return save_weights_folder(out, cfg, nets, training=record, half=True)

@@ -36,7 +36,7 @@ class TinyWorldModel(WorldModel):
         self.downsample = cfg.downsample
         self.image_size = (cfg.image_size, cfg.image_size)
         self.sampler = ResidualFlowSampler(self.denoiser, steps=denoise_steps or cfg.denoise_steps, pin=cfg.memory_pin,
-                                           gap_support=cfg.gap_support)
+                                           gap_support=cfg.gap_support, prefill=cfg.prefill_holes)
         self._mean = torch.tensor(cfg.latent_mean, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(cfg.latent_std, device=self.device).view(1, -1, 1, 1)
 
