@@ -153,7 +153,7 @@ def test_hole_prefill_copies_the_nearest_covered_token_in_the_row():
     assert torch.equal(residual_base(memory, mask, 0.5, prefill=False), memory * mask[:, None])
 
 
-def test_sampler_with_prefill_keeps_pinned_cells_and_configs_without_the_key_load_without_it():
+def test_sampler_with_prefill_keeps_pinned_cells_and_the_setting_round_trips():
     from mirage_gym.models.tiny.pipeline import ResidualFlowSampler
 
     cfg = TinyConfig(unet_channels=(32, 32, 32))
@@ -166,4 +166,4 @@ def test_sampler_with_prefill_keeps_pinned_cells_and_configs_without_the_key_loa
     assert torch.equal(out[0, :, :, :10], memory[0, :, :, :10])
     assert torch.isfinite(out).all()
     assert TinyConfig.from_dict({}).prefill_holes is False  # weights from before the option: trained over zero
-    assert TinyConfig.from_dict(TinyConfig().to_dict()).prefill_holes is True
+    assert TinyConfig.from_dict(TinyConfig(prefill_holes=True).to_dict()).prefill_holes is True

@@ -21,7 +21,8 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
     train_geometry.main(train_geometry.GeometryArgs(out_dir=str(root / "geometry"), vae_dir=str(root / "vae"), steps=2,
                                                     batch_size=2, **common))
     args = train_denoiser.DenoiserArgs(out_dir=str(root / "denoiser"), vae_dir=str(root / "vae"), geometry_dir=str(root / "geometry"),
-                                       steps=2, batch_size=4, trajectory_length=3, pool_size=16, rollout_fraction=0.5, **common)
+                                       steps=2, batch_size=4, trajectory_length=3, pool_size=16, rollout_fraction=0.5,
+                                       prefill_holes=True, **common)
     train_denoiser.main(args)
     log = [json.loads(line) for line in (root / "denoiser" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
@@ -32,6 +33,7 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
 
     export.main(export.ExportArgs(checkpoints=str(root), out=str(tmp_path / "weights")))
     wm = load_world_model(str(tmp_path / "weights"))
+    assert wm.cfg.prefill_holes and wm.sampler.prefill  # export carries the denoiser's training setting
     env = gym.make("MirageRoom-v0", world_model=wm)
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(Action.TURN_LEFT)

@@ -23,11 +23,11 @@ class TinyConfig:
     # Cells between sparse memory tokens with at least this much coverage in
     # their 3x3 neighbourhood are filled from it (pipeline.close_gaps); None: off.
     gap_support: float | None = 1.5
-    # The residual in cells memory does not cover is taken over a copy of the
-    # nearest covered token in the row (pipeline.prefill_holes), not over zero.
-    # Weights exported before this existed were trained over zero: a config
-    # without the key loads as False.
-    prefill_holes: bool = True
+    # Take the residual in cells memory does not cover over a copy of the
+    # nearest covered token in the row (pipeline.prefill_holes) instead of over
+    # zero. Tried in session 6, not shipped (model card); weights must be
+    # trained with the same setting (`mirage-gym train denoiser --prefill-holes`).
+    prefill_holes: bool = False
     # Per-channel statistics of the VAE's raw latents (measured after VAE training);
     # memory, denoiser and geometry head all work on normalised latents.
     latent_mean: list = field(default_factory=lambda: [0.0] * 8)
@@ -52,5 +52,4 @@ class TinyConfig:
     def from_dict(cls, d: dict) -> "TinyConfig":
         d = dict(d)
         d["unet_channels"] = tuple(d.get("unet_channels", cls.unet_channels))
-        d.setdefault("prefill_holes", False)
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})

@@ -15,14 +15,15 @@ context and memory over a rollout, its small errors compound: revisited
 content drifted to mush within one 180-degree turn. Pinned, a revisited
 surface decodes from the very tokens first written for it.
 
-Hole prefill (``prefill_holes``): where the memory is empty the residual is
-taken over a *prefill* instead of over zero: each empty cell copies the
-token of the nearest covered cell in its row (the nearest covered row where
-the row has none). For a level camera turning into unseen space this
-continues the ceiling, wall and floor bands of what it saw; the denoiser
-only has to correct it. Over zero, a small model's best guess in a hole is
-the room's mean colour, and fed back as context and memory over a drive
-into unseen space that mean wash took over the whole frame within ~10 steps.
+Hole prefill (``prefill=True``, off by default): where the memory is empty
+the residual is taken over a *prefill* instead of over zero: each empty
+cell copies the token of the nearest covered cell in its row (the nearest
+covered row where the row has none), which for a level camera turning into
+unseen space continues the ceiling, wall and floor bands of what it saw.
+Over zero, a small model's best guess in a hole is the room's mean colour,
+and fed back as context and memory over a drive into unseen space that wash
+takes over the frame within ~10 steps. A fine-tune over the prefill did not
+change that (model card, session 6), so the shipped weights keep zero.
 """
 
 from __future__ import annotations
