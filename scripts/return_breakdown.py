@@ -11,8 +11,8 @@ the first view on the cells the first read pins (mask >= 0.5) and on the rest:
   the start frame was written (cells it does not hold decode from zeros);
 * ``VAE``: the start frame encoded and decoded whole (the ceiling);
 * ``return``: the env's frame back at the start pose after the loop;
-* ``cells kept``: share of pinned cells whose token at the return equals the
-  first read's (latent memory only).
+* ``cells kept``: share of pinned cells whose token at the return is
+  bit-identical to the first read's (latent memory only).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main() -> None:
             kept = ""
             if memory == "latent":
                 again, _ = read_start(env, memory)
-                same = (again[0] - latent[0]).abs().amax(0) < 1e-3
+                same = (again[0] == latent[0]).all(0)
                 kept = f", cells kept {float(same[pinned_cells].float().mean()):.3f}"
             def p(img, m) -> str:
                 return f"{float(psnr(img, first, mask=m)[0]):.2f}" if m.any() else "-"

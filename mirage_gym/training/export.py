@@ -39,22 +39,20 @@ def _last_line(path: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
+def _run_args(folder: Path) -> dict:
+    """The arguments a training run in ``folder`` was started with ({} if unknown)."""
+    args_file = folder / "args.json"
+    return json.loads(args_file.read_text()) if args_file.is_file() else {}
+
+
 def _init_record(folder: Path) -> dict:
     """Steps and time of the checkpoint a run started from (``--init-from``), or {}."""
-    args_file = folder / "args.json"
-    init = json.loads(args_file.read_text()).get("init_from", "") if args_file.is_file() else ""
+    init = _run_args(folder).get("init_from", "")
     state_file = Path(init) / "state.json" if init else None
     if state_file is None or not state_file.is_file():
         return {}
     state = json.loads(state_file.read_text())
     return {"folder": init, "steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0))}
-
-
-def denoiser_prefill(folder: Path) -> bool:
-    """Whether the denoiser in ``folder`` was trained over the hole prefill
-    (runs from before that option existed were not)."""
-    args_file = folder / "args.json"
-    return bool(json.loads(args_file.read_text()).get("prefill_holes", False)) if args_file.is_file() else False
 
 
 def main(args: ExportArgs) -> Path:
@@ -74,6 +72,7 @@ def main(args: ExportArgs) -> Path:
         base = _init_record(folder)
         if base:  # a fine-tuned network: say what it started from
             record[name]["init_from"] = base
-    cfg.prefill_holes = denoiser_prefill(Path(args.denoiser_dir or root / "denoiser"))
+        if name == "denoiser":  # sampled as it was trained (runs from before the option: over zero)
+            cfg.prefill_holes = bool(_run_args(folder).get("prefill_holes", False))
     cfg = load_or_measure_stats(root, nets["vae"], cfg)
     return save_weights_folder(out, cfg, nets, training=record, half=True)
