@@ -43,13 +43,15 @@ def main() -> None:
     ap.add_argument("--world-model", default="tiny")
     ap.add_argument("--memory", default="latent", help="latent | rgb | none")
     ap.add_argument("--every", type=int, default=20)
+    ap.add_argument("--denoise-steps", type=int, default=None, help="sampler steps (default: the model's)")
     ap.add_argument("--out", default="runs/forward")
     args = ap.parse_args()
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     env = gym.make("MirageRoom-v0", world_model=args.world_model, memory=args.memory, task="none", return_gt=True,
-                   max_episode_steps=args.steps + 1)
+                   max_episode_steps=args.steps + 1,
+                   model_kwargs={"denoise_steps": args.denoise_steps} if args.denoise_steps else {})
     obs, info = env.reset(seed=0, options={"scene_seed": args.scene_seed})
     explorer = ScriptedExplorer(env)
     rows, cols = [], []

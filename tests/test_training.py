@@ -10,11 +10,15 @@ import torch
 
 from mirage_gym import Action
 from mirage_gym.models import load_world_model
-from mirage_gym.training import export, train_denoiser, train_geometry, train_vae
+from safetensors.torch import load_file
+
+from mirage_gym.training import export, train_decoder, train_denoiser, train_geometry, train_vae
 
 
 def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_denoiser, "evaluate_denoiser", lambda unet, maker, count=6: {"psnr_all": 0.0, "psnr_seen": 0.0})
+    no_eval = lambda unet, maker, count=6: {"psnr_all": 0.0, "psnr_seen": 0.0}  # noqa: E731
+    monkeypatch.setattr(train_denoiser, "evaluate_denoiser", no_eval)
+    monkeypatch.setattr(train_decoder, "evaluate_denoiser", no_eval)
     root = tmp_path / "ckpt"
     common = dict(threads=1, checkpoint_every=2, log_every=1, warmup=1)
     train_vae.main(train_vae.VaeArgs(out_dir=str(root / "vae"), steps=2, batch_size=2, **common))
@@ -31,7 +35,16 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
     assert json.loads((root / "denoiser" / "state.json").read_text())["step"] == 3
     assert json.loads((root / "denoiser" / "log.jsonl").read_text().splitlines()[-1])["step"] == 3
 
-    export.main(export.ExportArgs(checkpoints=str(root), out=str(tmp_path / "weights")))
+    # The optional decoder fine-tune: only the decoder moves, and the result exports in the VAE's place.
+    train_decoder.main(train_decoder.DecoderArgs(out_dir=str(root / "decoder"), vae_dir=str(root / "vae"),
+                                                 geometry_dir=str(root / "geometry"), denoiser_dir=str(root / "denoiser"),
+                                                 steps=2, batch_size=4, trajectory_length=2, pool_size=8, **common))
+    before, after = load_file(str(root / "vae" / "model.safetensors")), load_file(str(root / "decoder" / "model.safetensors"))
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert [json.loads(line)["step"] for line in (root / "decoder" / "eval.jsonl").read_text().splitlines()] == [0, 2]
+
+    export.main(export.ExportArgs(checkpoints=str(root), out=str(tmp_path / "weights"), vae_dir=str(root / "decoder")))
     wm = load_world_model(str(tmp_path / "weights"))
     assert wm.cfg.prefill_holes and wm.sampler.prefill  # export carries the denoiser's training setting
     env = gym.make("MirageRoom-v0", world_model=wm)
