@@ -35,7 +35,14 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
     assert json.loads((root / "denoiser" / "state.json").read_text())["step"] == 3
     assert json.loads((root / "denoiser" / "log.jsonl").read_text().splitlines()[-1])["step"] == 3
 
-    # The optional decoder fine-tune: only the decoder moves, and the result exports in the VAE's place.
+    # The optional fine-tunes on the model's own frames: the geometry head (generated latents, true labels) ...
+    train_geometry.main(train_geometry.GeometryArgs(out_dir=str(root / "geometry_gen"), vae_dir=str(root / "vae"),
+                                                    init_from=str(root / "geometry"), denoiser_dir=str(root / "denoiser"),
+                                                    geometry_for_rollouts=str(root / "geometry"), steps=2, batch_size=4,
+                                                    trajectory_length=2, pool_size=8, **common))
+    scores = [json.loads(line) for line in (root / "geometry_gen" / "eval.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in scores] == [0, 2] and all(0 <= r["gen_static_precision"] <= 1 for r in scores)
+    # ... and the decoder: only the decoder moves, and the result exports in the VAE's place.
     train_decoder.main(train_decoder.DecoderArgs(out_dir=str(root / "decoder"), vae_dir=str(root / "vae"),
                                                  geometry_dir=str(root / "geometry"), denoiser_dir=str(root / "denoiser"),
                                                  steps=2, batch_size=4, trajectory_length=2, pool_size=8, **common))

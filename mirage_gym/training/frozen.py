@@ -21,6 +21,24 @@ def load_trained_vae(checkpoint_dir, cfg: TinyConfig):
     return vae.eval().requires_grad_(False)
 
 
+def load_trained_sampler(checkpoint_dir, cfg: TinyConfig):
+    """A trained denoiser, frozen, in the sampler the env uses, with the hole
+    prefill setting its run was trained with (its args.json; off if unknown)."""
+    from ..models.tiny.networks import build_denoiser
+    from ..models.tiny.pipeline import ResidualFlowSampler
+
+    folder = Path(checkpoint_dir)
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained denoiser at {path}: run `mirage-gym train denoiser` first")
+    unet = build_denoiser(cfg)
+    unet.load_state_dict(load_file(str(path)))
+    run_args = folder / "args.json"
+    prefill = bool(json.loads(run_args.read_text()).get("prefill_holes", False)) if run_args.is_file() else False
+    return ResidualFlowSampler(unet.eval().requires_grad_(False), steps=cfg.denoise_steps, pin=cfg.memory_pin,
+                               gap_support=cfg.gap_support, prefill=prefill)
+
+
 def load_trained_geometry(checkpoint_dir, cfg: TinyConfig):
     path = Path(checkpoint_dir) / "model.safetensors"
     if not path.is_file():

@@ -151,7 +151,9 @@ class SampleMaker:
                 memory.write(generated[k], depth[k], self.K_latent, poses[k], static_mask=static[k])
             context_index = frames[-1]
         samples = {k: torch.cat(v) for k, v in out.items()}
-        samples["rgb"] = views["rgb"]
+        samples["rgb"] = views["rgb"]  # every rendered frame; "index" picks each sample's
+        samples["depth_true"], samples["static_true"] = views["depth"], views["static"]
+        samples["written"] = generated  # (1 + length*K, C, h, w): the latents written to memory (rollout: the model's own)
         return samples
 
 
