@@ -43,7 +43,7 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
     scores = [json.loads(line) for line in (root / "geometry_gen" / "eval.jsonl").read_text().splitlines()]
     assert [r["step"] for r in scores] == [0, 2] and all(0 <= r["gen_static_precision"] <= 1 for r in scores)
     # ... and the decoder: only the decoder moves, and the result exports in the VAE's place.
-    train_decoder.main(train_decoder.DecoderArgs(out_dir=str(root / "decoder"), vae_dir=str(root / "vae"),
+    train_decoder.main(train_decoder.DecoderArgs(out_dir=str(root / "decoder"), init_from=str(root / "vae"),
                                                  geometry_dir=str(root / "geometry"), denoiser_dir=str(root / "denoiser"),
                                                  steps=2, batch_size=4, trajectory_length=2, pool_size=8, **common))
     before, after = load_file(str(root / "vae" / "model.safetensors")), load_file(str(root / "decoder" / "model.safetensors"))

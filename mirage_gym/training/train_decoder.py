@@ -47,7 +47,7 @@ from .train_vae import edge_loss, evaluate_vae, vae_loss
 @dataclass
 class DecoderArgs(LoopArgs):
     out_dir: str = "checkpoints/tiny/decoder"
-    vae_dir: str = "checkpoints/tiny/vae"  # the VAE whose decoder starts the fine-tune (its encoder stays)
+    init_from: str = "checkpoints/tiny/vae"  # the trained VAE whose decoder this fine-tunes (its encoder stays)
     geometry_dir: str = "checkpoints/tiny/geometry"
     denoiser_dir: str = "checkpoints/tiny/denoiser"  # the frozen denoiser whose samples are decoded
     steps: int = 2_000
@@ -90,8 +90,8 @@ def generated_decode_loss(vae, sampler: ResidualFlowSampler, batch: dict, cfg: T
 
 def main(args: DecoderArgs) -> dict:
     cfg = TinyConfig()
-    vae = load_trained_vae(args.vae_dir, cfg)
-    cfg = load_or_measure_stats(Path(args.vae_dir).parent, vae, cfg)
+    vae = load_trained_vae(args.init_from, cfg)  # a resumed run loads its own checkpoint over it
+    cfg = load_or_measure_stats(Path(args.init_from).parent, vae, cfg)
     geometry = load_trained_geometry(args.geometry_dir, cfg)
     sampler = load_trained_sampler(args.denoiser_dir, cfg)
     unet = sampler.denoiser
