@@ -12,7 +12,19 @@ the first view on the cells the first read pins (mask >= 0.5) and on the rest:
 * ``VAE``: the start frame encoded and decoded whole (the ceiling);
 * ``return``: the env's frame back at the start pose after the loop;
 * ``cells kept``: share of pinned cells whose token at the return is
-  bit-identical to the first read's (latent memory only).
+  bit-identical to the first read's (latent memory only);
+* ``pinned at the return``: share of the view the memory pins when read
+  again at the start pose after the loop (latent memory only): above the
+  first read's share, cells the first view left to generation (sky, moving
+  objects) were written during the loop and are now kept;
+* ``hole tokens`` (latent memory only): the start frame's own tokens in the
+  pinned cells and, in the others, zeros / the denoiser's sample at the
+  start pose / the encoding of the frame with those pixels grey / the true
+  tokens, decoded: PSNR on the pinned pixels, i.e. how much what sits in the
+  unstored cells costs the stored ones through the decoder.
+
+``--depth-source scene`` writes ground-truth depth and static masks instead
+of the geometry head's, to tell the head's part from the rest.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ import torch.nn.functional as F
 
 import mirage_gym  # noqa: F401
 from mirage_gym.eval.consistency import centre_start, loop_actions
+from mirage_gym.geometry import plucker_rays, relative_pose
 from mirage_gym.eval.metrics import psnr
 from mirage_gym.images import to_model, to_uint8
 from mirage_gym.scenes import ProceduralRoom
@@ -45,11 +58,32 @@ def read_start(env, memory: str):
     return wm.encode(view.rgb), F.avg_pool2d(view.mask[:, None].float(), wm.downsample)[0, 0]
 
 
+def hole_tokens(env, first: np.ndarray, pinned_cells: torch.Tensor, pinned: torch.Tensor) -> str:
+    """PSNR on the pinned pixels of the start frame's tokens with each filling of the other cells."""
+    sim = env.unwrapped.sim
+    ep, wm = sim.episodes[0], sim.world_model
+    h, w = sim.latent_size
+    image = to_model(first)
+    tokens = wm.encode(image)
+    grey = image.clone()
+    grey[:, :, ~pinned[0]] = 0.0
+    view = ep.memory.read(sim.K_latent, ep.agent.c2w()[None], h, w)
+    c2w = ep.agent.c2w()[None]
+    plucker = plucker_rays(sim.K_latent, relative_pose(c2w, c2w), h, w)
+    noise = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(0))
+    fillings = {"zeros": torch.zeros_like(tokens), "generated": wm.sampler(tokens, view.latent, view.mask, plucker, noise),
+                "grey-encoded": wm.encode(grey), "true": tokens}
+    scores = {name: psnr(to_uint8(wm.decode(torch.where(pinned_cells[None, None], tokens, fill))), first, mask=pinned)[0]
+              for name, fill in fillings.items()}
+    return "\n         hole tokens -> pinned pixels: " + ", ".join(f"{k} {float(v):.2f}" for k, v in scores.items()) + " dB"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1_000_001, 1_000_004])
     ap.add_argument("--world-model", default="tiny")
     ap.add_argument("--turn-steps", type=int, default=12)
+    ap.add_argument("--depth-source", default="auto", help="auto (the geometry head) | scene (ground truth)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     for seed in args.seeds:
@@ -57,7 +91,8 @@ def main() -> None:
         start, actions = loop_actions("leave_and_return", room, centre_start(room), args.turn_steps)
         print(f"room {seed} (turn {args.turn_steps * 15} degrees away and back)")
         for memory in ("latent", "rgb"):
-            env = gym.make("MirageRoom-v0", world_model=args.world_model, memory=memory, task="none")
+            env = gym.make("MirageRoom-v0", world_model=args.world_model, memory=memory, task="none",
+                           depth_source=args.depth_source)
             obs, _ = env.reset(seed=0, options={"scene_seed": seed, "pose": [start.x, start.y, math.degrees(start.yaw)]})
             wm = env.unwrapped.sim.world_model
             first = obs["rgb"][None]
@@ -67,19 +102,21 @@ def main() -> None:
             pinned = torch.from_numpy(np.kron(pinned_cells.numpy(), np.ones((f, f))).astype(bool))[None]
             first_read = to_uint8(wm.decode(latent))
             vae = to_uint8(wm.decode(wm.encode(to_model(first))))
+            holes = hole_tokens(env, first, pinned_cells, pinned) if memory == "latent" else ""
             for a in actions:
                 obs, *_ = env.step(a)
             back = obs["rgb"][None]
             kept = ""
             if memory == "latent":
-                again, _ = read_start(env, memory)
+                again, cover_again = read_start(env, memory)
                 same = (again[0] == latent[0]).all(0)
-                kept = f", cells kept {float(same[pinned_cells].float().mean()):.3f}"
+                kept = (f", cells kept {float(same[pinned_cells].float().mean()):.3f}, "
+                        f"pinned at the return {float((cover_again >= 0.5).float().mean()):.3f}")
             def p(img, m) -> str:
                 return f"{float(psnr(img, first, mask=m)[0]):.2f}" if m.any() else "-"
 
             print(f"  {memory:6s} pinned {float(pinned.float().mean()):.2f} | on pinned: first read {p(first_read, pinned)}, "
-                  f"VAE {p(vae, pinned)}, return {p(back, pinned)} | return on the rest {p(back, ~pinned)} dB{kept}")
+                  f"VAE {p(vae, pinned)}, return {p(back, pinned)} | return on the rest {p(back, ~pinned)} dB{kept}{holes}")
             env.close()
 
 
