@@ -59,20 +59,25 @@ class DecoderArgs(LoopArgs):
     refill_rate: float = 0.5  # trajectories added to the pool per step
     rollout_fraction: float = 0.25  # share of trajectories whose frames the denoiser generates (as in the env)
     generated_weight: float = 0.2  # loss weight of pixels in cells the sampler generates (1 where memory pins)
+    rim_weight: float = 1.0  # loss weight of pinned cells next to a generated one (where the decoder spreads it)
 
 
-def pinned_pixels(mask: torch.Tensor, cfg: TinyConfig) -> torch.Tensor:
-    """(N, 1, H, W) float: 1 on the pixels of cells the sampler takes from memory, else 0."""
+def pixel_weights(mask: torch.Tensor, cfg: TinyConfig, generated_weight: float, rim_weight: float) -> torch.Tensor:
+    """(N, 1, H, W) loss weights: 1 on the pixels of cells the sampler takes
+    from memory, ``rim_weight`` on those of them next to (3x3) a generated
+    cell, ``generated_weight`` on generated cells."""
     _, covered, _ = condition(torch.zeros(mask.shape[0], 1, *mask.shape[1:]), mask, cfg.memory_pin, cfg.gap_support,
                               prefill=False)  # (the prefill changes the base, not which cells are covered)
-    cells = (covered >= cfg.memory_pin).float()[:, None]
+    pinned = (covered >= cfg.memory_pin).float()[:, None]
+    rim = F.max_pool2d(1 - pinned, 3, stride=1, padding=1) * pinned
+    cells = pinned + (rim_weight - 1) * rim + generated_weight * (1 - pinned)
     return F.interpolate(cells, scale_factor=cfg.downsample, mode="nearest")
 
 
 def generated_decode_loss(vae, sampler: ResidualFlowSampler, batch: dict, cfg: TinyConfig, scale: tuple,
-                          generated_weight: float) -> dict:
+                          generated_weight: float, rim_weight: float = 1.0) -> dict:
     """Decode the sampler's latent for each sample and compare with the
-    ground-truth frame, weighted by :func:`pinned_pixels`."""
+    ground-truth frame, weighted by :func:`pixel_weights`."""
     std, mean = scale
     with torch.no_grad():
         noise = torch.randn(batch["target"].shape)
@@ -80,12 +85,11 @@ def generated_decode_loss(vae, sampler: ResidualFlowSampler, batch: dict, cfg: T
         latent = sampler(batch["context"], batch["target"], batch["mask"], batch["plucker"], noise)
     recon = vae.decode(latent * std + mean).sample
     truth = to_model(batch["rgb"])
-    pinned = pinned_pixels(batch["mask"], cfg)
-    weight = pinned + (1 - pinned) * generated_weight  # (N, 1, H, W)
+    weight = pixel_weights(batch["mask"], cfg, generated_weight, rim_weight)  # (N, 1, H, W)
     diff = recon - truth
     l1 = (diff.abs() * weight).mean() / weight.mean()
     mse = (diff.pow(2) * weight).mean() / weight.mean()
-    return {"loss": l1 + mse + 0.1 * edge_loss(recon, truth), "l1_gen": l1.detach(), "pinned_share": pinned.mean()}
+    return {"loss": l1 + mse + 0.1 * edge_loss(recon, truth), "l1_gen": l1.detach()}
 
 
 def main(args: DecoderArgs) -> dict:
@@ -118,10 +122,9 @@ def main(args: DecoderArgs) -> dict:
         idx = rng.integers(0, len(pool), args.batch_size)
         generated = {k: torch.stack([pool[i][k] for i in idx[:half]]) for k in pool[0]}
         clean = to_model(torch.stack([pool[i]["rgb"] for i in idx[half:]]))
-        gen = generated_decode_loss(model, sampler, generated, cfg, scale, args.generated_weight)
+        gen = generated_decode_loss(model, sampler, generated, cfg, scale, args.generated_weight, args.rim_weight)
         rec = vae_loss(model, clean)
-        return {"loss": gen["loss"] + rec["loss"], "l1_gen": gen["l1_gen"], "l1_rec": rec["l1"],
-                "pinned_share": gen["pinned_share"]}
+        return {"loss": gen["loss"] + rec["loss"], "l1_gen": gen["l1_gen"], "l1_rec": rec["l1"]}
 
     def on_checkpoint(step):
         vae.eval()
