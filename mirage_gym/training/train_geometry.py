@@ -15,7 +15,10 @@ one loop (held-out rooms 1,000,001 / -03 / -04: pinned share 0.93 / 0.96 /
 -01). ``--denoiser-dir`` fine-tunes it on a mix: ``generated_fraction`` of
 each batch are latents the denoiser generated in rollouts through rooms
 (:class:`SampleMaker` with the model's own frames, as in the env), with the
-ground-truth depth and static mask of the frame they stand for.
+ground-truth depth and static mask of the frame they stand for. Measured
+in session 7 (model card): the generated sky still came back pinned and the
+revisit figures moved both ways between checkpoints, so the shipped head is
+the plain one.
 
     mirage-gym train geometry --init-from checkpoints/tiny/geometry --denoiser-dir checkpoints/tiny/denoiser \
         --out-dir checkpoints/tiny/geometry_generated --steps 1500 --lr 3e-4
@@ -76,6 +79,7 @@ class GeometryArgs(LoopArgs):
     trajectory_length: int = 8
     pool_size: int = 2000
     refill_rate: float = 0.25  # rollouts added to the pool per step
+
 
 @torch.no_grad()
 def evaluate_geometry(head, vae, cfg: TinyConfig, count: int = 128) -> dict:
