@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from ..models.tiny.config import TinyConfig
 from ..models.tiny.world_model import DEFAULT_WEIGHTS, build_networks, save_weights_folder
-from .frozen import load_or_measure_stats
+from .frozen import load_or_measure_stats, run_args, trained_with_prefill
 
 
 @dataclass
@@ -39,15 +39,9 @@ def _last_line(path: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def _run_args(folder: Path) -> dict:
-    """The arguments a training run in ``folder`` was started with ({} if unknown)."""
-    args_file = folder / "args.json"
-    return json.loads(args_file.read_text()) if args_file.is_file() else {}
-
-
 def _init_record(folder: Path) -> dict:
     """Steps and time of the checkpoint a run started from (``--init-from``), or {}."""
-    init = _run_args(folder).get("init_from", "")
+    init = run_args(folder).get("init_from", "")
     state_file = Path(init) / "state.json" if init else None
     if state_file is None or not state_file.is_file():
         return {}
@@ -72,7 +66,7 @@ def main(args: ExportArgs) -> Path:
         base = _init_record(folder)
         if base:  # a fine-tuned network: say what it started from
             record[name]["init_from"] = base
-        if name == "denoiser":  # sampled as it was trained (runs from before the option: over zero)
-            cfg.prefill_holes = bool(_run_args(folder).get("prefill_holes", False))
+        if name == "denoiser":  # sampled as it was trained
+            cfg.prefill_holes = trained_with_prefill(folder)
     cfg = load_or_measure_stats(root, nets["vae"], cfg)
     return save_weights_folder(out, cfg, nets, training=record, half=True)

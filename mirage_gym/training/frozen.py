@@ -21,6 +21,18 @@ def load_trained_vae(checkpoint_dir, cfg: TinyConfig):
     return vae.eval().requires_grad_(False)
 
 
+def run_args(folder) -> dict:
+    """The arguments a training run in ``folder`` was started with ({} if unknown)."""
+    args_file = Path(folder) / "args.json"
+    return json.loads(args_file.read_text()) if args_file.is_file() else {}
+
+
+def trained_with_prefill(folder) -> bool:
+    """Whether the denoiser run in ``folder`` took its residual over the hole
+    prefill (runs from before the option: over zero)."""
+    return bool(run_args(folder).get("prefill_holes", False))
+
+
 def load_trained_sampler(checkpoint_dir, cfg: TinyConfig):
     """A trained denoiser, frozen, in the sampler the env uses, with the hole
     prefill setting its run was trained with (its args.json; off if unknown)."""
@@ -33,10 +45,8 @@ def load_trained_sampler(checkpoint_dir, cfg: TinyConfig):
         raise FileNotFoundError(f"no trained denoiser at {path}: run `mirage-gym train denoiser` first")
     unet = build_denoiser(cfg)
     unet.load_state_dict(load_file(str(path)))
-    run_args = folder / "args.json"
-    prefill = bool(json.loads(run_args.read_text()).get("prefill_holes", False)) if run_args.is_file() else False
     return ResidualFlowSampler(unet.eval().requires_grad_(False), steps=cfg.denoise_steps, pin=cfg.memory_pin,
-                               gap_support=cfg.gap_support, prefill=prefill)
+                               gap_support=cfg.gap_support, prefill=trained_with_prefill(folder))
 
 
 def load_trained_geometry(checkpoint_dir, cfg: TinyConfig):
