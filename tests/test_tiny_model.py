@@ -106,11 +106,11 @@ def test_sampler_pins_covered_cells_to_memory_and_closes_gaps():
     """Where the memory covers a cell the sampler returns the memory token
     itself; a cell between covered neighbours is filled from them; a real
     hole (no covered neighbours) is left to the denoiser."""
-    from mirage_gym.models.tiny.pipeline import ResidualFlowSampler, close_gaps
+    from mirage_gym.models.tiny.pipeline import MemoryResidualSampler, close_gaps
 
     cfg = TinyConfig(unet_channels=(32, 32, 32))
     torch.manual_seed(0)
-    sampler = ResidualFlowSampler(build_denoiser(cfg).eval(), steps=2, pin=0.5, gap_support=1.5)
+    sampler = MemoryResidualSampler(build_denoiser(cfg).eval(), steps=2, pin=0.5, gap_support=1.5)
     C, h = cfg.latent_channels, cfg.latent_size
     memory = torch.randn(1, C, h, h)
     mask = torch.ones(1, h, h)
@@ -127,43 +127,44 @@ def test_sampler_pins_covered_cells_to_memory_and_closes_gaps():
     assert not torch.equal(out[0, :, :, 12], memory[0, :, :, 12])  # generated there
 
 
-def test_hole_prefill_copies_the_nearest_covered_token_in_the_row():
-    """Uncovered cells copy the nearest covered token of their row (a tie
-    takes the left one), a row with nothing covered copies the nearest
-    filled row, covered cells stay; with nothing covered the prefill is zero."""
-    from mirage_gym.models.tiny.pipeline import prefill_holes, residual_base
+def test_noise_levels_train_where_the_sampler_walks_and_preconditioning_is_the_flow_interpolant():
+    """The schedule decreases from sigma_max to sigma_min and ends at zero;
+    half the training levels are exactly the sampler's; the network's input
+    c_in * (r + sigma n) is the flow interpolant (1 - t) r + t n."""
+    import numpy as np
 
-    C, h = 3, 8
-    memory = torch.arange(C * h * h, dtype=torch.float32).view(1, C, h, h)
-    mask = torch.zeros(1, h, h)
-    mask[0, 2:6, 2] = 1.0
-    mask[0, 2:6, 6] = 0.9
-    mask[0, 3, 4] = 0.3  # below pin: not a source
-    filled = prefill_holes(memory, mask, pin=0.5)[0]
-    for row in range(2, 6):
-        for col, source in {0: 2, 1: 2, 2: 2, 3: 2, 4: 2, 5: 6, 6: 6, 7: 6}.items():
-            assert torch.equal(filled[:, row, col], memory[0, :, row, source]), (row, col)
-    assert torch.equal(filled[:, 0], filled[:, 2]) and torch.equal(filled[:, 1], filled[:, 2])
-    assert torch.equal(filled[:, 7], filled[:, 5])
-    assert torch.equal(prefill_holes(memory, torch.zeros(1, h, h), 0.5), torch.zeros_like(memory))
+    from mirage_gym.models.tiny.pipeline import NoiseLevels, precondition
 
-    base = residual_base(memory, mask, 0.5, prefill=True)
-    torch.testing.assert_close(base[0, :, 3, 4], 0.3 * memory[0, :, 3, 4] + 0.7 * memory[0, :, 3, 2])
-    assert torch.equal(base[0, :, 2, 2], memory[0, :, 2, 2])
-    assert torch.equal(residual_base(memory, mask, 0.5, prefill=False), memory * mask[:, None])
+    levels = NoiseLevels(sigma_max=10.0, sigma_min=0.1)
+    sched = levels.schedule(3)
+    assert sched[0] == 10.0 and abs(float(sched[-2]) - 0.1) < 1e-6 and sched[-1] == 0 and (sched.diff() < 0).all()
+    assert levels.schedule(1).tolist() == [10.0, 0.0]
+    drawn = levels.draw_training(4000, 3, np.random.default_rng(0))
+    own = torch.isclose(drawn[:, None], sched[None, :-1]).any(1).float().mean()
+    assert 0.45 < float(own) < 0.55 and (drawn > 0).all()
+    sigma = torch.tensor([0.1, 1.0, 9.0])
+    c_in, c_skip, c_out, c_noise = precondition(sigma)
+    r, n = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    t = (sigma / (1 + sigma)).view(-1, 1, 1, 1)
+    torch.testing.assert_close(c_in * (r + sigma.view(-1, 1, 1, 1) * n), (1 - t) * r + t * n)
+    x = r + sigma.view(-1, 1, 1, 1) * n  # a perfect velocity (n - r) denoises exactly
+    torch.testing.assert_close(c_skip * x + c_out * (n - r), r)
+    torch.testing.assert_close(c_noise, 1000 * t.flatten())
 
 
-def test_sampler_with_prefill_keeps_pinned_cells_and_the_setting_round_trips():
-    from mirage_gym.models.tiny.pipeline import ResidualFlowSampler
+def test_unpinned_sampler_refines_covered_cells_and_is_deterministic():
+    from mirage_gym.models.tiny.pipeline import PINNING_OFF, MemoryResidualSampler
 
     cfg = TinyConfig(unet_channels=(32, 32, 32))
     torch.manual_seed(0)
-    sampler = ResidualFlowSampler(build_denoiser(cfg).eval(), steps=1, pin=0.5, gap_support=1.5, prefill=True)
+    unet = build_denoiser(cfg).eval()
     C, h = cfg.latent_channels, cfg.latent_size
     memory, mask = torch.randn(1, C, h, h), torch.ones(1, h, h)
     mask[0, :, 10:] = 0.0
-    out = sampler(torch.zeros(1, C, h, h), memory, mask, torch.zeros(1, 6, h, h), torch.randn(1, C, h, h))
-    assert torch.equal(out[0, :, :, :10], memory[0, :, :, :10])
-    assert torch.isfinite(out).all()
-    assert TinyConfig.from_dict({}).prefill_holes is False  # weights from before the option: trained over zero
-    assert TinyConfig.from_dict(TinyConfig(prefill_holes=True).to_dict()).prefill_holes is True
+    inputs = (torch.zeros(1, C, h, h), memory, mask, torch.zeros(1, 6, h, h), torch.randn(1, C, h, h))
+    pinned = MemoryResidualSampler(unet, steps=3, pin=0.5)(*inputs)
+    free = MemoryResidualSampler(unet, steps=3, pin=PINNING_OFF)(*inputs)
+    assert torch.equal(pinned[0, :, :, :10], memory[0, :, :, :10])
+    assert not torch.equal(free[0, :, :, :10], memory[0, :, :, :10])  # refined there
+    assert torch.equal(free[0, :, :, 10:], pinned[0, :, :, 10:])  # generated cells alike
+    assert torch.equal(free, MemoryResidualSampler(unet, steps=3, pin=PINNING_OFF)(*inputs))

@@ -26,7 +26,7 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
                                                     batch_size=2, **common))
     args = train_denoiser.DenoiserArgs(out_dir=str(root / "denoiser"), vae_dir=str(root / "vae"), geometry_dir=str(root / "geometry"),
                                        steps=2, batch_size=4, trajectory_length=3, pool_size=16, rollout_fraction=0.5,
-                                       prefill_holes=True, **common)
+                                       **common)
     train_denoiser.main(args)
     log = [json.loads(line) for line in (root / "denoiser" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
@@ -53,7 +53,7 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
 
     export.main(export.ExportArgs(checkpoints=str(root), out=str(tmp_path / "weights"), vae_dir=str(root / "decoder")))
     wm = load_world_model(str(tmp_path / "weights"))
-    assert wm.cfg.prefill_holes and wm.sampler.prefill  # export carries the denoiser's training setting
+    assert wm.sampler.pin == 0.5 and wm.sampler.steps == 3
     env = gym.make("MirageRoom-v0", world_model=wm)
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(Action.TURN_LEFT)
@@ -66,14 +66,14 @@ def test_rollout_samples_condition_on_the_models_own_frames():
     model generated for the previous segment (as in the env), not an
     encoding, while the target stays the encoded ground truth."""
     from mirage_gym.models.tiny.config import TinyConfig
-    from mirage_gym.models.tiny.pipeline import ResidualFlowSampler
+    from mirage_gym.models.tiny.world_model import make_sampler
     from mirage_gym.models.tiny.world_model import build_networks
 
     cfg = TinyConfig()
     torch.manual_seed(0)
     nets = build_networks(cfg)
     maker = train_denoiser.SampleMaker(nets["vae"].eval(), None, cfg)
-    sampler = ResidualFlowSampler(nets["denoiser"].eval(), steps=1, pin=cfg.memory_pin, gap_support=cfg.gap_support)
+    sampler = make_sampler(nets["denoiser"].eval(), cfg, steps=1)
     generated = []
 
     def recording_sampler(*inputs):

@@ -1,11 +1,14 @@
 """Assemble the shipped weights folder from training checkpoints (fp16, safetensors).
 
     mirage-gym train export --out mirage_gym/weights/tiny
-    mirage-gym train export --denoiser-dir checkpoints/tiny/denoiser_rollout --out /tmp/candidate
+    mirage-gym train export --vae-dir mirage_gym/weights/tiny --geometry-dir mirage_gym/weights/tiny \
+        --denoiser-dir checkpoints/tiny/denoiser --out /tmp/candidate
 
 Writes ``vae/``, ``geometry/``, ``denoiser/`` (diffusers save_pretrained:
 config.json + diffusion_pytorch_model.safetensors) and ``world_model.json``
-(kind, config with latent statistics, and the training record).
+(kind, config with latent statistics, and the training record). Each
+network comes from a training checkpoint or from another weights folder
+(e.g. the shipped codec beside a newly trained denoiser).
 """
 
 from __future__ import annotations
@@ -18,18 +21,19 @@ from safetensors.torch import load_file
 
 from ..models.tiny.config import TinyConfig
 from ..models.tiny.world_model import DEFAULT_WEIGHTS, build_networks, save_weights_folder
-from .frozen import load_or_measure_stats, run_args, trained_with_prefill
+from .frozen import denoiser_state_dict, is_weights_folder, load_or_measure_stats, run_args
 
 
 @dataclass
 class ExportArgs:
     checkpoints: str = "checkpoints/tiny"
     out: str = str(DEFAULT_WEIGHTS)
-    # Each network's checkpoint folder; empty: <checkpoints>/<network>. Lets a
-    # candidate (e.g. a fine-tuned denoiser) be exported beside the others.
+    # Each network's checkpoint folder or a weights folder holding it; empty:
+    # <checkpoints>/<network>. Lets a candidate be exported beside the others.
     vae_dir: str = ""
     geometry_dir: str = ""
     denoiser_dir: str = ""
+    memory_pin: float = -1.0  # the sampler's pin threshold to ship (pipeline.PINNING_OFF: refine every cell); < 0: TinyConfig's
 
 
 def _last_line(path: Path) -> dict:
@@ -49,24 +53,40 @@ def _init_record(folder: Path) -> dict:
     return {"folder": init, "steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0))}
 
 
+def _load_network(name: str, net, folder: Path) -> dict:
+    """Load ``net`` from a checkpoint or a weights folder; return its training record."""
+    if is_weights_folder(folder):
+        from safetensors.torch import load_file as load
+
+        if name == "denoiser":
+            net.load_state_dict(denoiser_state_dict(folder))
+        else:
+            net.load_state_dict({k: v.float() for k, v in load(str(folder / name / "diffusion_pytorch_model.safetensors")).items()})
+        return json.loads((folder / "world_model.json").read_text()).get("training", {}).get(name, {})
+    ckpt = folder / "model.safetensors"
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"missing checkpoint {ckpt}: train it with `mirage-gym train {name}`")
+    net.load_state_dict(denoiser_state_dict(folder) if name == "denoiser" else load_file(str(ckpt)))
+    state = json.loads((folder / "state.json").read_text())
+    record = {"steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0)),
+              "last_eval": _last_line(folder / "eval.jsonl")}
+    base = _init_record(folder)
+    if base:  # a fine-tuned network: say what it started from
+        record["init_from"] = base
+    return record
+
+
 def main(args: ExportArgs) -> Path:
     root, out = Path(args.checkpoints), Path(args.out)
     cfg = TinyConfig()
+    if args.memory_pin >= 0:
+        cfg.memory_pin = args.memory_pin
     nets = build_networks(cfg)
-    record = {}
-    for name, net in nets.items():
-        folder = Path(getattr(args, f"{name}_dir") or root / name)
-        ckpt = folder / "model.safetensors"
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"missing checkpoint {ckpt}: train it with `mirage-gym train {name}`")
-        net.load_state_dict(load_file(str(ckpt)))
-        state = json.loads((folder / "state.json").read_text())
-        record[name] = {"steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0)),
-                        "last_eval": _last_line(folder / "eval.jsonl")}
-        base = _init_record(folder)
-        if base:  # a fine-tuned network: say what it started from
-            record[name]["init_from"] = base
-        if name == "denoiser":  # sampled as it was trained
-            cfg.prefill_holes = trained_with_prefill(folder)
-    cfg = load_or_measure_stats(root, nets["vae"], cfg)
+    folders = {name: Path(getattr(args, f"{name}_dir") or root / name) for name in nets}
+    record = {name: _load_network(name, net, folders[name]) for name, net in nets.items()}
+    if is_weights_folder(folders["vae"]):  # the latent statistics travel with the VAE
+        saved = TinyConfig.from_dict(json.loads((folders["vae"] / "world_model.json").read_text())["config"])
+        cfg.latent_mean, cfg.latent_std = saved.latent_mean, saved.latent_std
+    else:
+        cfg = load_or_measure_stats(folders["vae"].parent, nets["vae"], cfg)
     return save_weights_folder(out, cfg, nets, training=record, half=True)

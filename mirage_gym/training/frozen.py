@@ -27,26 +27,62 @@ def run_args(folder) -> dict:
     return json.loads(args_file.read_text()) if args_file.is_file() else {}
 
 
-def trained_with_prefill(folder) -> bool:
-    """Whether the denoiser run in ``folder`` took its residual over the hole
-    prefill (runs from before the option: over zero)."""
-    return bool(run_args(folder).get("prefill_holes", False))
+def is_weights_folder(path) -> bool:
+    """A folder written by ``mirage-gym train export`` (the shipped weights are one)."""
+    from ..models.tiny.world_model import MARKER
+
+    return (Path(path) / MARKER).is_file()
+
+
+def load_frozen_codec(vae_dir, geometry_dir, cfg: TinyConfig):
+    """The frozen VAE, geometry head (None if untrained) and the config with
+    its latent statistics, from a weights folder (``vae_dir`` holds
+    world_model.json; ``geometry_dir`` empty: the same folder) or from
+    training checkpoints. A weights folder lets a run start on any machine
+    from the shipped codec, with no checkpoints of earlier stages."""
+    if is_weights_folder(vae_dir):
+        from diffusers import AutoencoderTiny
+
+        saved = TinyConfig.from_dict(json.loads((Path(vae_dir) / "world_model.json").read_text())["config"])
+        cfg.latent_mean, cfg.latent_std = saved.latent_mean, saved.latent_std
+        vae = AutoencoderTiny.from_pretrained(Path(vae_dir) / "vae", use_safetensors=True, local_files_only=True,
+                                              torch_dtype=torch.float32)
+        geometry_folder = Path(geometry_dir or vae_dir)
+        geometry = (GeometryHead.from_pretrained(geometry_folder / "geometry", use_safetensors=True, local_files_only=True,
+                                                 torch_dtype=torch.float32) if is_weights_folder(geometry_folder)
+                    else load_trained_geometry(geometry_folder, cfg))
+        return vae.eval().requires_grad_(False), geometry if geometry is None else geometry.eval().requires_grad_(False), cfg
+    vae = load_trained_vae(vae_dir, cfg)
+    cfg = load_or_measure_stats(Path(vae_dir).parent, vae, cfg)
+    return vae, load_trained_geometry(geometry_dir, cfg), cfg
+
+
+def denoiser_state_dict(folder) -> dict:
+    """The UNet's weights from a denoiser checkpoint (``model.safetensors``;
+    a run trained with a critic stores the UNet under ``unet.``) or from a
+    weights folder's ``denoiser/``."""
+    folder = Path(folder)
+    if is_weights_folder(folder):
+        folder = folder / "denoiser"
+        path = folder / "diffusion_pytorch_model.safetensors"
+    else:
+        path = folder / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained denoiser at {path}: run `mirage-gym train denoiser` first")
+    state = load_file(str(path))
+    if any(k.startswith("unet.") for k in state):
+        state = {k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")}
+    return {k: v.float() for k, v in state.items()}
 
 
 def load_trained_sampler(checkpoint_dir, cfg: TinyConfig):
-    """A trained denoiser, frozen, in the sampler the env uses, with the hole
-    prefill setting its run was trained with (its args.json; off if unknown)."""
+    """A trained denoiser, frozen, in the sampler the env uses."""
     from ..models.tiny.networks import build_denoiser
-    from ..models.tiny.pipeline import ResidualFlowSampler
+    from ..models.tiny.world_model import make_sampler
 
-    folder = Path(checkpoint_dir)
-    path = folder / "model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"no trained denoiser at {path}: run `mirage-gym train denoiser` first")
     unet = build_denoiser(cfg)
-    unet.load_state_dict(load_file(str(path)))
-    return ResidualFlowSampler(unet.eval().requires_grad_(False), steps=cfg.denoise_steps, pin=cfg.memory_pin,
-                               gap_support=cfg.gap_support, prefill=trained_with_prefill(folder))
+    unet.load_state_dict(denoiser_state_dict(checkpoint_dir))
+    return make_sampler(unet.eval().requires_grad_(False), cfg)
 
 
 def load_trained_geometry(checkpoint_dir, cfg: TinyConfig):

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from ..images import to_model
 from ..models.tiny.config import TinyConfig
-from ..models.tiny.pipeline import ResidualFlowSampler, condition
+from ..models.tiny.pipeline import COVERED, MemoryResidualSampler, condition
 from .frozen import load_or_measure_stats, load_trained_geometry, load_trained_sampler, load_trained_vae
 from .loop import LoopArgs, train
 from .train_denoiser import SampleMaker, evaluate_denoiser
@@ -59,23 +59,20 @@ class DecoderArgs(LoopArgs):
     refill_rate: float = 0.5  # trajectories added to the pool per step
     rollout_fraction: float = 0.25  # share of trajectories whose frames the denoiser generates (as in the env)
     generated_weight: float = 0.2  # loss weight of pixels in cells the sampler generates (1 where memory pins)
-    rim_weight: float = 1.0  # loss weight of pinned cells next to a generated one (where the decoder spreads it)
 
 
-def pixel_weights(mask: torch.Tensor, cfg: TinyConfig, generated_weight: float, rim_weight: float) -> torch.Tensor:
-    """(N, 1, H, W) loss weights: 1 on the pixels of cells the sampler takes
-    from memory, ``rim_weight`` on those of them next to (3x3) a generated
-    cell, ``generated_weight`` on generated cells."""
-    _, covered, _ = condition(torch.zeros(mask.shape[0], 1, *mask.shape[1:]), mask, cfg.memory_pin, cfg.gap_support,
-                              prefill=False)  # (the prefill changes the base, not which cells are covered)
-    pinned = (covered >= cfg.memory_pin).float()[:, None]
-    rim = F.max_pool2d(1 - pinned, 3, stride=1, padding=1) * pinned
-    cells = pinned + (rim_weight - 1) * rim + generated_weight * (1 - pinned)
+def pixel_weights(mask: torch.Tensor, cfg: TinyConfig, generated_weight: float) -> torch.Tensor:
+    """(N, 1, H, W) loss weights: 1 on the pixels of cells the memory shows
+    (coverage >= pipeline.COVERED once gaps are closed), ``generated_weight``
+    on generated cells."""
+    _, covered, _ = condition(torch.zeros(mask.shape[0], 1, *mask.shape[1:]), mask, cfg.gap_support)
+    pinned = (covered >= COVERED).float()[:, None]
+    cells = pinned + generated_weight * (1 - pinned)
     return F.interpolate(cells, scale_factor=cfg.downsample, mode="nearest")
 
 
-def generated_decode_loss(vae, sampler: ResidualFlowSampler, batch: dict, cfg: TinyConfig, scale: tuple,
-                          generated_weight: float, rim_weight: float = 1.0) -> dict:
+def generated_decode_loss(vae, sampler: MemoryResidualSampler, batch: dict, cfg: TinyConfig, scale: tuple,
+                          generated_weight: float) -> dict:
     """Decode the sampler's latent for each sample and compare with the
     ground-truth frame, weighted by :func:`pixel_weights`."""
     std, mean = scale
@@ -85,7 +82,7 @@ def generated_decode_loss(vae, sampler: ResidualFlowSampler, batch: dict, cfg: T
         latent = sampler(batch["context"], batch["target"], batch["mask"], batch["plucker"], noise)
     recon = vae.decode(latent * std + mean).sample
     truth = to_model(batch["rgb"])
-    weight = pixel_weights(batch["mask"], cfg, generated_weight, rim_weight)  # (N, 1, H, W)
+    weight = pixel_weights(batch["mask"], cfg, generated_weight)  # (N, 1, H, W)
     diff = recon - truth
     l1 = (diff.abs() * weight).mean() / weight.mean()
     mse = (diff.pow(2) * weight).mean() / weight.mean()
@@ -122,7 +119,7 @@ def main(args: DecoderArgs) -> dict:
         idx = rng.integers(0, len(pool), args.batch_size)
         generated = {k: torch.stack([pool[i][k] for i in idx[:half]]) for k in pool[0]}
         clean = to_model(torch.stack([pool[i]["rgb"] for i in idx[half:]]))
-        gen = generated_decode_loss(model, sampler, generated, cfg, scale, args.generated_weight, args.rim_weight)
+        gen = generated_decode_loss(model, sampler, generated, cfg, scale, args.generated_weight)
         rec = vae_loss(model, clean)
         return {"loss": gen["loss"] + rec["loss"], "l1_gen": gen["l1_gen"], "l1_rec": rec["l1"]}
 

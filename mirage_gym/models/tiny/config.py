@@ -14,20 +14,17 @@ class TinyConfig:
     geometry_width: int = 64
     unet_channels: tuple = (32, 64, 96)  # sized for >= 20 frames/s on a 2-core CPU
     unet_layers_per_block: int = 1
-    denoise_steps: int = 4
-    # Cells the warped memory covers at least this much are taken from memory
-    # verbatim (the residual is dropped there); > 1 disables pinning. 0.5 beat
-    # 0.9 on held-out walk-out-and-back (21.3 vs 19.8 dB) and tied on
-    # leave-and-return (24.7 vs 24.6): `mirage-gym eval --seeds 1000001 1000002 --loops 2`.
+    denoise_steps: int = 3
+    # Noise levels the sampler walks (pipeline.NoiseLevels): Karras schedule from
+    # sigma_max to sigma_min, then zero.
+    sigma_max: float = 10.0
+    sigma_min: float = 0.1
+    # Cells the warped memory covers at least this much are returned as the
+    # memory token itself; > 1 (pipeline.PINNING_OFF) lets the model refine every cell.
     memory_pin: float = 0.5
     # Cells between sparse memory tokens with at least this much coverage in
     # their 3x3 neighbourhood are filled from it (pipeline.close_gaps); None: off.
     gap_support: float | None = 1.5
-    # Take the residual in cells memory does not cover over a copy of the
-    # nearest covered token in the row (pipeline.prefill_holes) instead of over
-    # zero. Tried in session 6, not shipped (model card); weights must be
-    # trained with the same setting (`mirage-gym train denoiser --prefill-holes`).
-    prefill_holes: bool = False
     # Per-channel statistics of the VAE's raw latents (measured after VAE training);
     # memory, denoiser and geometry head all work on normalised latents.
     latent_mean: list = field(default_factory=lambda: [0.0] * 8)

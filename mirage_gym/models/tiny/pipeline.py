@@ -1,93 +1,99 @@
 """The sampling loop of the embedded model, kept apart from the networks.
 
-Rectified flow on a *residual over the warped memory*: the clean latent is
-x0 = base + r with base = mask * memory (plus the hole prefill below), and
-the UNet denoises r. Where memory is empty
-(mask 0) the model generates the content from context; at the rim of what
-memory covers it blends.
+The UNet denoises the *residual over the warped memory*: the clean latent is
+x0 = base + r with base = mask * memory, so where the memory shows a surface
+the model only corrects the read (resampling blur, the seam between tokens
+written from different poses) and where it is empty it makes the content
+from the context frame and the camera motion.
 
-Pinning: where the memory covers a cell (mask >= ``pin``, 0.5 by default:
-the read is a weight-normalised token, whole even where the splat is
-sparse), the sampler returns the memory token itself and drops r. The residual there was
-trained to undo warp blur, but measured on held-out rooms it did not beat
-the plain memory read (22.0 vs 22.5 dB on covered pixels) and, fed back as
-context and memory over a rollout, its small errors compound: revisited
-content drifted to mush within one 180-degree turn. Pinned, a revisited
-surface decodes from the very tokens first written for it.
+Noise levels and preconditioning (one home, shared by sampler and loss):
 
-Hole prefill (``prefill=True``, off by default): where the memory is empty
-the residual is taken over a *prefill* instead of over zero: each empty
-cell copies the token of the nearest covered cell in its row (the nearest
-covered row where the row has none), which for a level camera turning into
-unseen space continues the ceiling, wall and floor bands of what it saw.
-Over zero, a small model's best guess in a hole is the room's mean colour,
-and fed back as context and memory over a drive into unseen space that wash
-takes over the frame within ~10 steps. A fine-tune over the prefill did not
-change that (model card, session 6), so the shipped weights keep zero.
+* the sampler walks a Karras schedule of ``steps`` noise levels from
+  ``sigma_max`` to ``sigma_min`` (EDM's rho = 7) and then to zero with
+  Euler steps; training draws half its levels from exactly these values and
+  half from EDM's log-normal, so every level the sampler visits is trained;
+* the network sees ``c_in * x`` and the level as ``c_noise`` and its output
+  F gives the denoised residual ``c_skip * x + c_out * F``. The coefficients
+  are EDM's form with rectified-flow values (c_in = c_skip = 1 / (1 + sigma),
+  c_out = -sigma / (1 + sigma), c_noise = 1000 sigma / (1 + sigma)): the
+  input is then the flow interpolant (1 - t) r + t n at t = sigma / (1 + sigma)
+  and F its velocity n - r, so the loss has unit weight at every level and
+  weights trained with the earlier flow objective start in place.
+
+Pinning (``pin`` <= 1): cells the memory covers at least ``pin`` are
+returned as the memory token itself instead of the model's refinement; off
+(``pin`` > 1) the model refines every cell.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
-from diffusers import FlowMatchEulerDiscreteScheduler, UNet2DModel
+from diffusers import UNet2DModel
 
-NUM_TRAIN_TIMESTEPS = 1000
+NUM_TRAIN_TIMESTEPS = 1000  # c_noise's scale: the UNet's timestep embedding was trained on [0, 1000]
+PINNING_OFF = 1.01  # a pin threshold no coverage reaches
+COVERED = 0.5  # coverage at which a cell counts as shown by the memory (gap closing)
 
 
-def make_scheduler() -> FlowMatchEulerDiscreteScheduler:
-    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=1.0)
+@dataclass(frozen=True)
+class NoiseLevels:
+    """Where the sampler walks and what training draws (module docstring)."""
+
+    sigma_max: float = 10.0
+    sigma_min: float = 0.1
+    rho: float = 7.0
+    train_log_mean: float = -0.4  # EDM's log-normal of training levels
+    train_log_std: float = 1.2
+
+    def schedule(self, steps: int) -> torch.Tensor:
+        """``steps`` decreasing levels (Karras et al.), then 0: (steps + 1,)."""
+        if steps == 1:
+            levels = torch.tensor([self.sigma_max])
+        else:
+            ramp = torch.linspace(0, 1, steps)
+            lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
+            levels = (hi + ramp * (lo - hi)) ** self.rho
+        return torch.cat([levels, torch.zeros(1)])
+
+    def draw_training(self, n: int, steps: int, rng) -> torch.Tensor:
+        """n training levels: half the sampler's own (for ``steps``), half log-normal."""
+        own = self.schedule(steps)[:-1]
+        pick_own = torch.from_numpy(rng.random(n) < 0.5)
+        own_levels = own[torch.from_numpy(rng.integers(0, len(own), n))]
+        log_normal = torch.from_numpy(rng.normal(self.train_log_mean, self.train_log_std, n)).float().exp()
+        return torch.where(pick_own, own_levels, log_normal.clamp(max=self.sigma_max * 2))
+
+
+def precondition(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(c_in, c_skip, c_out, c_noise) for levels ``sigma`` (N,); the first three shaped (N, 1, 1, 1)."""
+    s = sigma.view(-1, 1, 1, 1)
+    c_in = 1 / (1 + s)
+    return c_in, c_in, -s / (1 + s), NUM_TRAIN_TIMESTEPS * sigma / (1 + sigma)
 
 
 def denoiser_input(noisy: torch.Tensor, context: torch.Tensor, base: torch.Tensor, mask: torch.Tensor,
                    plucker: torch.Tensor) -> torch.Tensor:
-    """Stack the UNet's input channels: (N, 3C + 1 + 6, h, w); ``base`` is :func:`residual_base`'s."""
+    """Stack the UNet's input channels: (N, 3C + 1 + 6, h, w); ``noisy`` already scaled by c_in."""
     return torch.cat([noisy, context, base, mask[:, None], plucker], dim=1)
 
 
-def _nearest_along(x: torch.Tensor, covered: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Copy every uncovered cell of x (N, C, h, w) from the nearest covered
-    cell along ``dim`` of covered (N, h, w) (1: columns, 2: rows; a tie takes
-    the lower index). Returns the filled x and where a source existed."""
-    n = covered.shape[dim]
-    shape = [1, 1, 1]
-    shape[dim] = n
-    index = torch.arange(n, device=x.device).view(shape).expand_as(covered)
-    before = torch.where(covered, index, torch.full_like(index, -1)).cummax(dim).values
-    after = torch.where(covered, index, torch.full_like(index, n)).flip(dim).cummin(dim).values.flip(dim)
-    use_before = (before >= 0) & ((after >= n) | (index - before <= after - index))
-    source = torch.where(use_before, before, after).clamp(0, n - 1)
-    found = (before >= 0) | (after < n)
-    filled = torch.gather(x, dim + 1, source[:, None].expand_as(x))
-    return torch.where(found[:, None], filled, x), found
+def denoise(unet: UNet2DModel, x: torch.Tensor, sigma: torch.Tensor, context, base, mask, plucker) -> torch.Tensor:
+    """The denoised residual D(x; sigma) for a noisy residual x (N, C, h, w) at levels sigma (N,)."""
+    c_in, c_skip, c_out, c_noise = precondition(sigma)
+    out = unet(denoiser_input(c_in * x, context, base, mask, plucker), c_noise).sample
+    return c_skip * x + c_out * out
 
 
-def prefill_holes(memory: torch.Tensor, mask: torch.Tensor, pin: float) -> torch.Tensor:
-    """Each cell copies the nearest covered (mask >= pin) token in its row; a
-    row with none copies the filled row nearest to it; with nothing covered
-    at all, zeros. memory (N, C, h, w), mask (N, h, w) -> (N, C, h, w)."""
-    covered = mask >= pin
-    rows, row_found = _nearest_along(memory, covered, dim=2)
-    filled, found = _nearest_along(rows, row_found, dim=1)
-    return torch.where(found[:, None], filled, torch.zeros_like(filled))
-
-
-def residual_base(memory: torch.Tensor, mask: torch.Tensor, pin: float, prefill: bool) -> torch.Tensor:
-    """What the residual is taken over: the memory where it covers a cell,
-    blended by coverage with the hole prefill (or zero) where it does not."""
-    m = mask[:, None]
-    if not prefill:
-        return memory * m
-    return memory * m + (1 - m) * prefill_holes(memory, mask, pin)
-
-
-def condition(memory: torch.Tensor, mask: torch.Tensor, pin: float, gap_support: float | None,
-              prefill: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The sampler's conditioning, shared with training: gaps closed, then
-    the residual base. Returns (memory, mask, base)."""
+def condition(memory: torch.Tensor, mask: torch.Tensor, gap_support: float | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The conditioning shared by sampler and loss: gaps closed, then the
+    residual base mask * memory. Returns (memory, mask, base)."""
     if gap_support is not None:
-        memory, mask = close_gaps(memory, mask, pin, gap_support)
-    return memory, mask, residual_base(memory, mask, pin, prefill)
+        memory, mask = close_gaps(memory, mask, COVERED, gap_support)
+    return memory, mask, memory * mask[:, None]
 
 
 def close_gaps(memory: torch.Tensor, mask: torch.Tensor, pin: float, min_support: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,8 +101,7 @@ def close_gaps(memory: torch.Tensor, mask: torch.Tensor, pin: float, min_support
 
     Walking up to a surface spreads its stored tokens apart, so cells between
     them read as uncovered (mask < pin) although the surface around them is
-    known; generated there, they came out as blur that the memory then kept.
-    A cell below ``pin`` whose 3x3 neighbourhood holds at least
+    known. A cell below ``pin`` whose 3x3 neighbourhood holds at least
     ``min_support`` of coverage takes the coverage-weighted mean of it and
     counts as covered. Real holes (unseen space) have no such support and stay.
     memory (N, C, h, w), mask (N, h, w) -> the same shapes.
@@ -108,30 +113,28 @@ def close_gaps(memory: torch.Tensor, mask: torch.Tensor, pin: float, min_support
     return torch.where(gap, mean, memory), torch.where(gap[:, 0], torch.ones_like(mask), mask)
 
 
-class ResidualFlowSampler:
-    """Few-step Euler sampling of the residual over memory (4 steps by default)."""
+class MemoryResidualSampler:
+    """Few-step Euler sampling of the residual over memory (module docstring)."""
 
-    def __init__(self, denoiser: UNet2DModel, steps: int = 4, pin: float = 0.5, gap_support: float | None = None,
-                 prefill: bool = False):
+    def __init__(self, denoiser: UNet2DModel, steps: int = 3, pin: float = PINNING_OFF, gap_support: float | None = None,
+                 levels: NoiseLevels = NoiseLevels()):
         self.denoiser = denoiser
-        self.prefill = prefill  # residual over the hole prefill (prefill_holes) instead of over zero
-        self.scheduler = make_scheduler()
         self.steps = steps
         self.pin = pin
         self.gap_support = gap_support  # None: leave gaps between memory tokens to the denoiser
+        self.levels = levels
 
     @torch.no_grad()
     def __call__(self, context, memory, mask, plucker, noise, steps: int | None = None) -> torch.Tensor:
-        """All inputs (N, ...) at latent resolution; returns the clean latent (N, C, h, w)."""
+        """All inputs (N, ...) at latent resolution, ``noise`` standard normal;
+        returns the clean latent (N, C, h, w)."""
         steps = int(steps or self.steps)
         if steps < 1:
             raise ValueError(f"denoise_steps must be >= 1, got {steps}")
-        memory, mask, base = condition(memory, mask, self.pin, self.gap_support, self.prefill)
-        self.scheduler.set_timesteps(steps, device=noise.device)
-        x = noise
-        for t in self.scheduler.timesteps:
-            inp = denoiser_input(x, context, base, mask, plucker)
-            velocity = self.denoiser(inp, t.expand(x.shape[0])).sample
-            x = self.scheduler.step(velocity, t, x).prev_sample
-        m = mask[:, None]
-        return torch.where(m >= self.pin, memory, base + x)
+        memory, mask, base = condition(memory, mask, self.gap_support)
+        sigmas = self.levels.schedule(steps).to(noise.device)
+        x = noise * sigmas[0]
+        for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:]):
+            denoised = denoise(self.denoiser, x, sigma.expand(x.shape[0]), context, base, mask, plucker)
+            x = denoised + (next_sigma / sigma) * (x - denoised)  # Euler step of dx/dsigma = (x - D) / sigma
+        return torch.where(mask[:, None] >= self.pin, memory, base + x)

@@ -11,14 +11,14 @@ from ...geometry import plucker_rays, relative_pose, scale_intrinsics
 from ..base import Segment, SegmentRequest, WorldModel, randn_per_episode
 from .config import TinyConfig
 from .networks import GeometryHead
-from .pipeline import ResidualFlowSampler
+from .pipeline import MemoryResidualSampler, NoiseLevels
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "tiny"
 MARKER = "world_model.json"
 
 
 class TinyWorldModel(WorldModel):
-    """VAE + geometry head + residual-flow UNet (see :meth:`generate`)."""
+    """VAE + geometry head + memory-residual UNet (see :meth:`generate`)."""
 
     name = "tiny"
 
@@ -35,8 +35,7 @@ class TinyWorldModel(WorldModel):
         self.latent_channels = cfg.latent_channels
         self.downsample = cfg.downsample
         self.image_size = (cfg.image_size, cfg.image_size)
-        self.sampler = ResidualFlowSampler(self.denoiser, steps=denoise_steps or cfg.denoise_steps, pin=cfg.memory_pin,
-                                           gap_support=cfg.gap_support, prefill=cfg.prefill_holes)
+        self.sampler = make_sampler(self.denoiser, cfg, steps=denoise_steps)
         self._mean = torch.tensor(cfg.latent_mean, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(cfg.latent_std, device=self.device).view(1, -1, 1, 1)
 
@@ -100,6 +99,12 @@ class TinyWorldModel(WorldModel):
         depth, static = self.estimate_geometry(latents)
         return Segment(latents=latents.unflatten(0, (B, K)), frame_index=torch.arange(K), depth=depth.unflatten(0, (B, K)),
                        static=static.unflatten(0, (B, K)))
+
+
+def make_sampler(denoiser, cfg: TinyConfig, steps: int | None = None) -> MemoryResidualSampler:
+    """The sampler ``cfg`` describes, around ``denoiser`` (the env's, the trainers' and the evaluation's)."""
+    return MemoryResidualSampler(denoiser, steps=steps or cfg.denoise_steps, pin=cfg.memory_pin, gap_support=cfg.gap_support,
+                                 levels=NoiseLevels(sigma_max=cfg.sigma_max, sigma_min=cfg.sigma_min))
 
 
 def build_networks(cfg: TinyConfig) -> dict:
