@@ -42,13 +42,14 @@ def from_namespace(cls, ns: argparse.Namespace):
 
 
 def _train_commands(sub):
-    from .training import export, train_decoder, train_denoiser, train_geometry, train_vae
+    from .training import export, train_decoder, train_denoiser, train_geometry, train_gpu, train_vae
 
     train = sub.add_parser("train", help=TRAIN_HELP)
     stages = train.add_subparsers(dest="stage", required=True)
     for name, module, cls in (("vae", train_vae, train_vae.VaeArgs), ("geometry", train_geometry, train_geometry.GeometryArgs),
                               ("denoiser", train_denoiser, train_denoiser.DenoiserArgs),
-                              ("decoder", train_decoder, train_decoder.DecoderArgs), ("export", export, export.ExportArgs)):
+                              ("decoder", train_decoder, train_decoder.DecoderArgs), ("gpu", train_gpu, train_gpu.GpuArgs),
+                              ("export", export, export.ExportArgs)):
         p = stages.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         add_dataclass_args(p, cls)
         p.set_defaults(run=lambda ns, module=module, cls=cls: module.main(from_namespace(cls, ns)))

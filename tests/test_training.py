@@ -89,3 +89,25 @@ def test_rollout_samples_condition_on_the_models_own_frames():
         assert not torch.allclose(context, s["target"][segment * K - 1], atol=1e-3)
     plain = maker(np.random.default_rng(0), 3)
     assert torch.equal(plain["target"], s["target"])  # same trajectory, same ground truth
+
+
+def test_gpu_trainer_runs_on_the_cpu_resumes_and_exports_weights_the_env_loads(tmp_path):
+    """`mirage-gym train gpu` at smoke size on the CPU: workers render, the
+    trainer stops after its steps, a second run resumes the step count, and
+    the exported folder (pinning off) runs in the env."""
+    from mirage_gym.models.tiny.pipeline import PINNING_OFF
+    from mirage_gym.training import train_gpu
+
+    args = train_gpu.GpuArgs(out_dir=str(tmp_path / "gpu"), device="cpu", batch_size=4, workers=1, trajectory_length=2,
+                             run_steps=2, eval_trajectories=1, budget_s=300)
+    first = train_gpu.main(args)
+    second = train_gpu.main(args)
+    assert (first["step"], second["step"]) == (2, 4)
+    assert np.isfinite(second["psnr_all"])
+    assert json.loads((tmp_path / "gpu" / "checkpoint" / "state.json").read_text())["step"] == 4
+    wm = load_world_model(str(tmp_path / "gpu" / "weights"))
+    assert wm.sampler.pin == PINNING_OFF
+    env = gym.make("MirageRoom-v0", world_model=wm)
+    env.reset(seed=0)
+    obs, *_ = env.step(Action.FORWARD)
+    assert obs["rgb"].shape == (64, 64, 3)

@@ -195,11 +195,11 @@ def denoiser_loss(model: DenoiserWithCritic, batch: dict, rng: np.random.Generat
     critic, the critic's on a detached sample, summed for one backward pass."""
     n = batch["target"].shape[0]
     mask = batch["mask"].clone()
-    mask[torch.from_numpy(rng.random(n) < MEMORY_DROPOUT)] = 0
+    mask[torch.from_numpy(rng.random(n) < MEMORY_DROPOUT).to(mask.device)] = 0
     memory, mask, base = condition(batch["memory"], mask, cfg.gap_support)  # the sampler's, exactly
     residual = batch["target"] - base
     levels = NoiseLevels(sigma_max=cfg.sigma_max, sigma_min=cfg.sigma_min)
-    sigma = levels.draw_training(n, cfg.denoise_steps, rng)
+    sigma = levels.draw_training(n, cfg.denoise_steps, rng).to(residual.device)
     noise = torch.randn_like(residual)
     s = sigma.view(-1, 1, 1, 1)
     denoised = denoise(model.unet, residual + s * noise, sigma, batch["context"], base, mask, batch["plucker"])
