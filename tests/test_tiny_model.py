@@ -168,3 +168,17 @@ def test_unpinned_sampler_refines_covered_cells_and_is_deterministic():
     assert not torch.equal(free[0, :, :, :10], memory[0, :, :, :10])  # refined there
     assert torch.equal(free[0, :, :, 10:], pinned[0, :, :, 10:])  # generated cells alike
     assert torch.equal(free, MemoryResidualSampler(unet, steps=3, pin=PINNING_OFF)(*inputs))
+
+
+def test_loading_the_shipped_weights_prints_no_warning(capfd):
+    """diffusers warned on every load ("config attributes {'block_out_channels': ...}
+    were passed to AutoencoderTiny, but are not expected"); the folder no longer carries the key."""
+    import warnings
+
+    from mirage_gym.models.tiny.world_model import load_tiny_world_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_tiny_world_model()
+    err = capfd.readouterr().err
+    assert "config attributes" not in err and "not expected" not in err, err

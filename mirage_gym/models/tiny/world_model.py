@@ -122,11 +122,21 @@ def save_weights_folder(out, cfg: TinyConfig, nets: dict, training: dict | None 
     out.mkdir(parents=True, exist_ok=True)
     for name, net in nets.items():
         (net.half() if half else net).save_pretrained(out / name, safe_serialization=True)
+    _drop_unused_config_keys(out / "vae" / "config.json")
     meta = {"kind": "tiny", "config": cfg.to_dict()}
     if training is not None:
         meta["training"] = training
     (out / MARKER).write_text(json.dumps(meta, indent=1))
     return out
+
+
+def _drop_unused_config_keys(config_file: Path) -> None:
+    """AutoencoderTiny records ``block_out_channels`` in its config but does not
+    take it back, so every load of the folder warned; the folder leaves it out."""
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        config.pop("block_out_channels", None)
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def weights_available(path: Path = DEFAULT_WEIGHTS) -> bool:
