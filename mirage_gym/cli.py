@@ -123,13 +123,13 @@ def _bench_command(sub):
 
 
 def _eval_command(sub):
-    from .eval import consistency
+    from .eval import suite
 
-    p = sub.add_parser("eval", help="revisit consistency (leave-and-return, walk-out-and-back) for memory latent / rgb / none; "
-                                    "writes runs/eval/", description=consistency.__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_args_tracking_explicit(p, consistency.EvalArgs)
-    p.set_defaults(run=lambda ns: consistency.main(*_explicit_namespace(consistency.EvalArgs, ns)))
+    p = sub.add_parser("eval", help="score every frame of near / explore / return trajectories against ground truth, beside "
+                                    "baselines (--mode revisit: the return view only); writes runs/eval/",
+                       description=suite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_args_tracking_explicit(p, suite.SuiteArgs)
+    p.set_defaults(run=lambda ns: suite.main(*_explicit_namespace(suite.SuiteArgs, ns)))
 
 
 def _add_args_tracking_explicit(parser: argparse.ArgumentParser, cls) -> None:

@@ -1,4 +1,8 @@
-"""`mirage-gym eval`: does the world come back when you do?
+"""`mirage-gym eval --mode revisit`: does the world come back when you do?
+
+(The default `mirage-gym eval` is the agent-trajectory suite, ``eval.suite``,
+which scores every frame of these loops and of near and explore trajectories
+too; this module's return-view figures are its "return view" rows.)
 
 For each procedural seed (held out by default), trajectory
 (``leave_and_return``, ``walk_out_and_back``; see ``eval.trajectories``) and
@@ -250,8 +254,9 @@ def write_strip(path: Path, episodes: list[dict], title: str) -> None:
     canvas.save(path)
 
 
-def main(args: EvalArgs, explicit=None) -> dict:
-    """Run the evaluation; ``explicit``: fields set on the command line (they win over --quick)."""
+def main(args: EvalArgs, explicit=None, prog: str = "mirage-gym eval --mode revisit") -> dict:
+    """Run the evaluation; ``explicit``: fields set on the command line (they win over --quick);
+    ``prog``: the command the JSON and Markdown say reproduces the run."""
     args = apply_quick(args, explicit)
     for m in args.memories:
         if m not in ("latent", "rgb", "none"):
@@ -291,7 +296,7 @@ def main(args: EvalArgs, explicit=None) -> dict:
     print(f"\neval took {took / 60:.1f} min ({took:.0f} s)")
     from .bench_setup import machine_info
 
-    command = _eval_command_line(args)
+    command = _eval_command_line(args, prog)
     machine = machine_info(args.threads)
     result = {"args": asdict(args), "command": command, "machine": machine, "world_model": label,
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": took, "summary": rows,
@@ -311,10 +316,10 @@ def main(args: EvalArgs, explicit=None) -> dict:
     return result
 
 
-def _eval_command_line(args: EvalArgs) -> str:
+def _eval_command_line(args: EvalArgs, prog: str = "mirage-gym eval --mode revisit") -> str:
     from .bench import _flag
 
-    parts, defaults = ["mirage-gym eval"], EvalArgs()
+    parts, defaults = [prog], EvalArgs()
     for name in asdict(args):
         v, d = getattr(args, name), getattr(defaults, name)
         if name in QUICK and args.quick and v == QUICK[name]:

@@ -17,6 +17,10 @@ directly and one that steps the env see the same camera paths.
 * :func:`walk_out_and_back` - walk ``walk_steps`` x 0.25 m forward, turn
   180 degrees, walk back, turn 180 degrees: the start pose again. The start
   heading is chosen so that no move is blocked.
+* :func:`near_actions` - small moves and turns around the start pose (the
+  agent never gets more than 30 degrees, 10 degrees of pitch or 0.5 m away).
+* :func:`forward_biased_actions` - a seeded random policy that mostly walks
+  forward and turns away when a move is blocked.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ __all__ = [
     "leave_and_return",
     "walk_out_and_back",
     "loop_actions",
+    "near_actions",
+    "forward_biased_actions",
     "TRAJECTORIES",
 ]
 
@@ -323,3 +329,43 @@ def loop_actions(kind: str, room=None, start: AgentState | None = None, size: in
 
 
 TRAJECTORIES = ("leave_and_return", "walk_out_and_back")
+
+
+# ------------------------------------------------------ agent trajectories
+
+_L, _R, _F, _B, _SL, _SR, _U, _D = (Action.TURN_LEFT, Action.TURN_RIGHT, Action.FORWARD, Action.BACKWARD,
+                                    Action.STRAFE_LEFT, Action.STRAFE_RIGHT, Action.LOOK_UP, Action.LOOK_DOWN)
+# Small moves and turns around the start pose: +-30 degrees of turn, +-10 of
+# pitch, 0.5 m forward and 0.25 m to either side, back at the start pose
+# after every 4 steps (so the start view itself is re-shown five times).
+NEAR = [_L, _L, _R, _R, _R, _R, _L, _L, _F, _F, _B, _B, _SR, _SL, _SL, _SR, _U, _D, _D, _U]
+
+
+def near_actions(steps: int = len(NEAR)) -> list[Action]:
+    """The first ``steps`` actions of ``NEAR`` (repeated if longer)."""
+    return [NEAR[i % len(NEAR)] for i in range(steps)]
+
+
+# forward-biased random policy: action probabilities while walking freely
+_RANDOM_ACTIONS = [_F, _L, _R, _SL, _SR, _B]
+_RANDOM_P = [0.6, 0.15, 0.15, 0.04, 0.04, 0.02]
+
+
+def forward_biased_actions(room, start: AgentState, steps: int, seed: int,
+                           motion: MotionConfig = MotionConfig()) -> list[Action]:
+    """A seeded random walk that mostly moves forward (``_RANDOM_P``); after a
+    blocked move it turns 3-8 steps one way (chosen at random) before drawing
+    again. Planned against the room's free space with the env's motion rule,
+    so the same seed gives the same actions every time."""
+    rng = np.random.default_rng(seed)
+    state, actions, queue = start, [], []
+    while len(actions) < steps:
+        if queue:
+            action = queue.pop(0)
+        else:
+            action = _RANDOM_ACTIONS[int(rng.choice(len(_RANDOM_ACTIONS), p=_RANDOM_P))]
+        state, blocked = step_state(room, state, action, motion)
+        actions.append(action)
+        if blocked and not queue:
+            queue = [_L if rng.uniform() < 0.5 else _R] * int(rng.integers(3, 9))
+    return actions
