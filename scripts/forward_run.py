@@ -1,6 +1,11 @@
 """Drive into unseen space for 200 steps and check the frames stay room-like.
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/forward_run.py [--steps 200] [--out runs/forward]
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/forward_run.py [--steps 200] [--seed 0] [--out runs/forward]
+
+(`mirage-gym eval` measures this and more, on several rooms and policies,
+beside baselines: its "explore" part. This script stays for a quick look at
+one room.) ``--seed`` seeds the env and the explorer, so two runs of the same
+command give the same frames.
 
 The scripted explorer (exploration only: it heads for what it has not
 seen) drives MirageRoom-v0 through a held-out room. Every step's last frame
@@ -44,6 +49,7 @@ def main() -> None:
     ap.add_argument("--memory", default="latent", help="latent | rgb | none")
     ap.add_argument("--every", type=int, default=20)
     ap.add_argument("--denoise-steps", type=int, default=None, help="sampler steps (default: the model's)")
+    ap.add_argument("--seed", type=int, default=0, help="seeds the env (generator noise) and the explorer")
     ap.add_argument("--out", default="runs/forward")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -52,8 +58,8 @@ def main() -> None:
     env = gym.make("MirageRoom-v0", world_model=args.world_model, memory=args.memory, task="none", return_gt=True,
                    max_episode_steps=args.steps + 1,
                    model_kwargs={"denoise_steps": args.denoise_steps} if args.denoise_steps else {})
-    obs, info = env.reset(seed=0, options={"scene_seed": args.scene_seed})
-    explorer = ScriptedExplorer(env)
+    obs, info = env.reset(seed=args.seed, options={"scene_seed": args.scene_seed})
+    explorer = ScriptedExplorer(env, seed=args.seed)
     rows, cols = [], []
     for step in range(1, args.steps + 1):
         obs, _, terminated, truncated, info = env.step(explorer.act(obs))
@@ -71,7 +77,7 @@ def main() -> None:
     arr = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     n = len(rows)
     halves = {"first": slice(0, n // 2), "second": slice(n // 2, n)}
-    summary = {"steps": n, "scene_seed": args.scene_seed, "world_model": args.world_model, "memory": args.memory}
+    summary = {"steps": n, "scene_seed": args.scene_seed, "seed": args.seed, "world_model": args.world_model, "memory": args.memory}
     for name, sl in halves.items():
         summary[name] = {k: round(float(arr[k][sl].mean()), 2) for k in ("psnr", "std", "std_gt", "hf", "hf_gt")}
     summary["min_std_ratio"] = round(float((arr["std"] / np.maximum(arr["std_gt"], 1e-3)).min()), 3)

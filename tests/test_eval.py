@@ -1,4 +1,4 @@
-"""`mirage-gym eval`: the --quick path, the revisit mask, and inf handling."""
+"""`mirage-gym eval --mode revisit`: the --quick path, the revisit mask, and inf handling (the suite: test_eval_suite.py)."""
 
 import json
 
@@ -40,13 +40,13 @@ def test_eval_quick_writes_everything(tmp_path, capsys):
 def test_eval_cli(tmp_path):
     from mirage_gym.cli import main
 
-    rc = main(["eval", "--quick", "--out", str(tmp_path), "--world-model", "oracle", "--seeds", "1000002", "--loops", "1",
+    rc = main(["eval", "--mode", "revisit", "--quick", "--out", str(tmp_path), "--world-model", "oracle", "--seeds", "1000002", "--loops", "1",
                "--turn-steps", "1", "--walk-steps", "1", "--obs-size", "32", "--frames-per-step", "1",
                "--memories", "latent", "--trajectories", "leave_and_return", "--no-strips"])
     assert rc == 0
     data = json.loads((tmp_path / "eval.json").read_text())
     assert [(r["trajectory"], r["memory"]) for r in data["summary"]] == [("leave_and_return", "latent")]
-    assert "--seeds 1000002" in data["command"]
+    assert data["command"].startswith("mirage-gym eval --mode revisit --quick") and "--seeds 1000002" in data["command"]
 
 
 def test_revisit_mask_same_pose_is_static_geometry():

@@ -30,7 +30,8 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
     den = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / den
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if correct == 0 else lo, 1.0 if correct == n else hi)  # exact at the ends (rounding leaves 1 - 1e-16)
 
 
 def _classifier(width: int = 16) -> nn.Module:

@@ -83,9 +83,10 @@ def apply_quick(args: EvalArgs, explicit=None) -> EvalArgs:
 
 def _world_model(choice: str, size: int):
     from ..models import load_world_model
-    from ..models.tiny import weights_available
 
     if choice == "auto":
+        from ..models.tiny import weights_available
+
         choice = "tiny" if weights_available() else "oracle"
     if choice == "oracle":
         from ..models.oracle import OracleWorldModel

@@ -73,7 +73,7 @@ SOURCE_LABELS = {"latent": "memory=latent", "rgb": "memory=rgb", "none": "memory
 @dataclass
 class SuiteArgs:
     mode: str = "suite"  # suite (near / explore / return, every frame scored) | revisit (the return view only, as before: eval.consistency)
-    quick: bool = False  # CI-sized: one room, 32 explore steps, short loops, two classifier tests
+    quick: bool = False  # CI-sized: one room, 24 explore steps, short loops, two classifier tests
     out: str = "runs/eval"
     seeds: list = field(default_factory=lambda: [HELD_OUT_SEED_START + i for i in range(1, 5)])  # procedural rooms (>= 1,000,000: held out)
     world_model: str = "auto"  # auto (tiny when its weights exist, else oracle) | tiny | oracle | a weights folder
@@ -95,13 +95,13 @@ class SuiteArgs:
     depth_source: str = "auto"  # depth for memory writes: auto (the model's head) | model | scene (ground truth)
     seed: int = 0  # seeds the policies, the generator's noise and the classifier test
     c2st: list = field(default_factory=lambda: ["latent", "rgb", "none", "codec"])  # sources the classifier test scores ([] to skip)
-    c2st_steps: int = 300  # classifier training steps (batch 64)
+    c2st_steps: int = 200  # classifier training steps (batch 64)
     strips: bool = True  # write contact sheets and curves (PNG)
     threads: int = 1
 
 
-QUICK = dict(seeds=[HELD_OUT_SEED_START + 1], explore_rooms=1, explore_steps=32, near_steps=12, turn_steps=6, walk_steps=3,
-             c2st=["latent", "codec"], c2st_steps=120)
+QUICK = dict(seeds=[HELD_OUT_SEED_START + 1], explore_rooms=1, explore_steps=24, near_steps=12, turn_steps=6, walk_steps=3,
+             c2st=["latent", "codec"], c2st_steps=80)
 SUITE_LOOPS, REVISIT_LOOPS = 1, 3
 
 
