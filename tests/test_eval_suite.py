@@ -137,6 +137,13 @@ def test_c2st_tells_real_from_flat(real_frames):
 # ----------------------------------------------------------------- trajectories
 
 
+def test_explore_policies_take_turns_over_the_rooms():
+    assert suite.explore_pairs([1, 2, 3], ["explorer", "random"], 2) == [(1, "explorer"), (2, "random")]
+    assert suite.explore_pairs([1, 2, 3], ["explorer", "random"], 9) == [(1, "explorer"), (2, "random"), (3, "explorer"),
+                                                                        (1, "random"), (2, "explorer"), (3, "random")]
+    assert suite.explore_pairs([1], ["explorer", "random"], 2) == [(1, "explorer"), (1, "random")]
+
+
 def test_agent_trajectories_are_seeded_and_stay_near():
     room = ProceduralRoom(1_000_001)
     start = centre_start(room)
@@ -150,7 +157,7 @@ def test_agent_trajectories_are_seeded_and_stay_near():
 
 # ----------------------------------------------------------------- the suite
 
-SMOKE = dict(world_model="oracle", seeds=[1_000_001], obs_size=32, frames_per_step=1, explore_rooms=1, explore_steps=12,
+SMOKE = dict(world_model="oracle", seeds=[1_000_001], obs_size=32, frames_per_step=1, explore_runs=2, explore_steps=12,
              near_steps=4, turn_steps=2, walk_steps=1, loops=2, c2st=["latent"], c2st_steps=20, strips=False)
 
 

@@ -7,9 +7,10 @@ of the same pose and scene time:
 
 * **near** - small moves and turns around the start pose
   (``trajectories.NEAR``: +-30 degrees, +-10 degrees of pitch, 0.5 m);
-* **explore** - ``explore_steps`` steps of the scripted explorer (seeded)
-  and of a seeded forward-biased random policy, in the first
-  ``explore_rooms`` rooms;
+* **explore** - ``explore_runs`` trajectories of ``explore_steps`` steps by
+  the scripted explorer (seeded) and a seeded forward-biased random policy,
+  taking turns over the rooms (by default the explorer in the first room,
+  the random policy in the second);
 * **return** - the revisit loops (turn away and back, walk out and back),
   ``loops`` times; "return view" is the frame at the end of each loop, at
   the exact start pose (what ``--mode revisit`` measures).
@@ -80,7 +81,7 @@ class SuiteArgs:
     memories: list = field(default_factory=lambda: list(MEMORIES))  # the first is "the model"; the others are its baselines
     parts: list = field(default_factory=lambda: list(PARTS))  # near explore return
     policies: list = field(default_factory=lambda: list(POLICIES))  # explore policies: explorer (scripted, seeded) random (forward-biased, seeded)
-    explore_rooms: int = 2  # explore in the first this many seeds
+    explore_runs: int = 2  # explore trajectories: the policies take turns over the rooms (run i: room i, policy i; then the other pairings)
     explore_steps: int = 200
     near_steps: int = 20  # steps of trajectories.NEAR
     trajectories: list = field(default_factory=lambda: list(TRAJECTORIES))  # the return loops
@@ -100,7 +101,7 @@ class SuiteArgs:
     threads: int = 1
 
 
-QUICK = dict(seeds=[HELD_OUT_SEED_START + 1], explore_rooms=1, explore_steps=24, near_steps=12, turn_steps=6, walk_steps=3,
+QUICK = dict(seeds=[HELD_OUT_SEED_START + 1], explore_runs=2, explore_steps=24, near_steps=12, turn_steps=6, walk_steps=3,
              c2st=["latent", "codec"], c2st_steps=80)
 SUITE_LOOPS, REVISIT_LOOPS = 1, 3
 
@@ -166,22 +167,30 @@ def explorer_actions(args: SuiteArgs, room_seed: int, start: AgentState, steps: 
     return actions
 
 
+def explore_pairs(seeds: list, policies: list, n: int) -> list[tuple[int, str]]:
+    """The first ``n`` (room, policy) pairs of the explore part: policy
+    ``(j + k) mod P`` in room ``j``, for k = 0, 1, ...: the policies take
+    turns over the rooms before any room sees a second policy."""
+    pairs = [(seeds[j], policies[(j + k) % len(policies)]) for k in range(len(policies)) for j in range(len(seeds))]
+    return pairs[:n]
+
+
 def plan_runs(args: SuiteArgs) -> list[Run]:
     runs = []
-    for i, seed in enumerate(args.seeds):
+    explore = explore_pairs(args.seeds, args.policies, args.explore_runs) if "explore" in args.parts else []
+    for seed in args.seeds:
         room = ProceduralRoom(seed)
         centre = centre_start(room)
         walk_start, walk = walk_out_and_back(room, centre, args.walk_steps)  # a heading with a free run ahead
         if "near" in args.parts:
             runs.append(Run("near", "near", seed, walk_start, near_actions(args.near_steps)))
-        if "explore" in args.parts and i < args.explore_rooms:
-            for policy in args.policies:
-                pseed = int(np.random.SeedSequence([args.seed, seed, POLICIES.index(policy)]).generate_state(1)[0])
-                if policy == "explorer":
-                    actions = explorer_actions(args, seed, walk_start, args.explore_steps, pseed)
-                else:
-                    actions = forward_biased_actions(room, walk_start, args.explore_steps, pseed)
-                runs.append(Run("explore", policy, seed, walk_start, actions))
+        for policy in [p for room_seed, p in explore if room_seed == seed]:
+            pseed = int(np.random.SeedSequence([args.seed, seed, POLICIES.index(policy)]).generate_state(1)[0])
+            if policy == "explorer":
+                actions = explorer_actions(args, seed, walk_start, args.explore_steps, pseed)
+            else:
+                actions = forward_biased_actions(room, walk_start, args.explore_steps, pseed)
+            runs.append(Run("explore", policy, seed, walk_start, actions))
         if "return" in args.parts:
             for traj in args.trajectories:
                 start, loop = (centre, leave_and_return(args.turn_steps)) if traj == "leave_and_return" else (walk_start, walk)
@@ -519,6 +528,9 @@ def main(args: SuiteArgs, explicit=None) -> dict:
     K = intrinsics_from_fov(cfg.fov_deg, args.obs_size, args.obs_size)
     truths = {r.key: render_truth(r, args, K, motion, cfg.fps) for r in runs}
     timings["plan_and_truth_s"] = time.perf_counter() - t
+    n_explore = sum(r.part == "explore" for r in runs)
+    if "explore" in args.parts and n_explore < args.explore_runs:
+        print(f"  note: {args.explore_runs} explore runs asked, {n_explore} (room, policy) pairings exist: running those", flush=True)
     print(f"  planned {len(runs)} trajectories, {sum(len(r.actions) for r in runs)} steps each world "
           f"({timings['plan_and_truth_s']:.0f} s)", flush=True)
 
@@ -588,8 +600,8 @@ def main(args: SuiteArgs, explicit=None) -> dict:
     write_json(out / "eval.json", result)
     md = ["## Evaluation: every frame an agent sees", "", "```", command, "```", "",
           f"Machine: {machine['cpu']}, {machine['logical_cores']} logical cores; torch {machine['torch']}, {args.threads} thread(s). "
-          f"Run {result['date']}, took {took / 60:.1f} min. Rooms: {', '.join(str(s) for s in args.seeds)} "
-          f"(explore in {', '.join(str(s) for s in args.seeds[:args.explore_rooms])}). Seed {args.seed}.", ""]
+          f"Run {result['date']}, took {took / 60:.1f} min. Rooms: {', '.join(str(s) for s in args.seeds)}; explore: "
+          + ", ".join(f"{r.name} in {r.seed}" for r in runs if r.part == "explore") + f". Seed {args.seed}.", ""]
     md += [tb.markdown() for tb in tables]
     if c2:
         md.append(c2st_table(c2).markdown())
