@@ -33,7 +33,7 @@ class ExportArgs:
     vae_dir: str = ""
     geometry_dir: str = ""
     denoiser_dir: str = ""
-    memory_pin: float = -1.0  # the sampler's pin threshold to ship (pipeline.PINNING_OFF: refine every cell); < 0: TinyConfig's
+    memory_pin: float = -1.0  # the sampler's pin threshold to ship (pipeline.PINNING_OFF: none); < 0: the one the denoiser trained with
 
 
 def _last_line(path: Path) -> dict:
@@ -51,6 +51,13 @@ def _init_record(folder: Path) -> dict:
         return {}
     state = json.loads(state_file.read_text())
     return {"folder": init, "steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0))}
+
+
+def _trained_pin(folder: Path, default: float) -> float:
+    """The pin threshold a denoiser was trained with: its run's args, or its weights folder's config."""
+    if is_weights_folder(folder):
+        return float(json.loads((folder / "world_model.json").read_text())["config"].get("memory_pin", default))
+    return float(run_args(folder).get("memory_pin", default))
 
 
 def _load_network(name: str, net, folder: Path) -> dict:
@@ -79,10 +86,9 @@ def _load_network(name: str, net, folder: Path) -> dict:
 def main(args: ExportArgs) -> Path:
     root, out = Path(args.checkpoints), Path(args.out)
     cfg = TinyConfig()
-    if args.memory_pin >= 0:
-        cfg.memory_pin = args.memory_pin
     nets = build_networks(cfg)
     folders = {name: Path(getattr(args, f"{name}_dir") or root / name) for name in nets}
+    cfg.memory_pin = args.memory_pin if args.memory_pin >= 0 else _trained_pin(folders["denoiser"], cfg.memory_pin)
     record = {name: _load_network(name, net, folders[name]) for name, net in nets.items()}
     if is_weights_folder(folders["vae"]):  # the latent statistics travel with the VAE
         saved = TinyConfig.from_dict(json.loads((folders["vae"] / "world_model.json").read_text())["config"])

@@ -41,6 +41,7 @@ samples/s of training at batch 32), so a pool of samples is kept and
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,13 +52,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..envs.config import EnvConfig
-from ..eval.metrics import psnr
+from ..eval.metrics import frame_scores
 from ..geometry import camera_path, depth_to_grid, intrinsics_from_fov, mask_to_grid, plucker_rays, relative_pose, scale_intrinsics
 from ..images import to_model, to_uint8
 from ..memory import LatentSpatialMemory
 from ..models.tiny.config import TinyConfig
 from ..models.tiny.networks import build_denoiser
-from ..models.tiny.pipeline import PINNING_OFF, MemoryResidualSampler, NoiseLevels, condition, denoise
+from ..models.tiny.pipeline import MemoryResidualSampler, NoiseLevels, condition, denoise
 from ..models.tiny.world_model import DEFAULT_WEIGHTS, make_sampler
 from .data import random_scene, render_views, trajectory
 from .frozen import denoiser_state_dict, load_frozen_codec
@@ -82,6 +83,7 @@ class DenoiserArgs(LoopArgs):
     refill: float = 0.3  # trajectories added to the pool per optimizer step
     adversarial_weight: float = 0.05  # weight of the critic's term against the squared error (0: none)
     init_from: str = ""  # a denoiser checkpoint or weights folder whose UNet starts a fresh run (ignored when resuming)
+    memory_pin: float = 0.5  # cells the sampler takes from memory, in training as at run time (pipeline.PINNING_OFF: none)
 
 
 class SampleMaker:
@@ -190,9 +192,12 @@ class DenoiserWithCritic(torch.nn.Module):
 
 def denoiser_loss(model: DenoiserWithCritic, batch: dict, rng: np.random.Generator, cfg: TinyConfig,
                   adversarial_weight: float) -> dict:
-    """Squared error of the denoised residual's velocity on every cell, plus
-    the critic's hinge terms: the UNet's through a detached copy of the
-    critic, the critic's on a detached sample, summed for one backward pass."""
+    """Squared error of the denoised residual's velocity on the cells the
+    sampler does not pin (``cfg.memory_pin``; every cell with pinning off),
+    plus the critic's hinge terms on latents composed as the sampler returns
+    them (pinned cells from memory, in real and generated alike): the UNet's
+    through a detached copy of the critic, the critic's on a detached sample,
+    summed for one backward pass."""
     n = batch["target"].shape[0]
     mask = batch["mask"].clone()
     mask[torch.from_numpy(rng.random(n) < MEMORY_DROPOUT).to(mask.device)] = 0
@@ -203,17 +208,21 @@ def denoiser_loss(model: DenoiserWithCritic, batch: dict, rng: np.random.Generat
     noise = torch.randn_like(residual)
     s = sigma.view(-1, 1, 1, 1)
     denoised = denoise(model.unet, residual + s * noise, sigma, batch["context"], base, mask, batch["plucker"])
+    pinned = (mask >= cfg.memory_pin)[:, None]  # (n, 1, h, w)
+    free = (~pinned).float()
     # Velocity error: (denoised - residual) * (1 + sigma) / sigma, unit weight at every level (pipeline docstring).
-    loss_mse = (((denoised - residual) * (1 + s) / s) ** 2).mean()
+    error = ((denoised - residual) * (1 + s) / s) ** 2 * free
+    loss_mse = error.sum() / (free.sum() * residual.shape[1]).clamp(min=1)
     out = {"loss_mse": loss_mse.detach(), "residual_rms": residual.pow(2).mean().sqrt().detach()}
     loss = loss_mse
     if model.critic is not None and adversarial_weight > 0:
         cond = (batch["context"], base, mask, batch["plucker"])
-        fake = base + denoised
+        fake = torch.where(pinned, memory, base + denoised)
+        real = torch.where(pinned, memory, batch["target"])
         frozen = {k: v.detach() for k, v in model.critic.named_parameters()}
         frozen.update({k: v for k, v in model.critic.named_buffers()})
         loss_gen = -torch.func.functional_call(model.critic, frozen, (fake, *cond)).mean()
-        real_logit = model.critic(batch["target"], *cond)
+        real_logit = model.critic(real, *cond)
         fake_logit = model.critic(fake.detach(), *cond)
         loss_critic = F.relu(1 - real_logit).mean() + F.relu(1 + fake_logit).mean()
         loss = loss + adversarial_weight * loss_gen + loss_critic
@@ -224,34 +233,32 @@ def denoiser_loss(model: DenoiserWithCritic, batch: dict, rng: np.random.Generat
 
 @torch.no_grad()
 def evaluate_denoiser(unet, maker: SampleMaker, count: int = 6) -> dict:
-    """Held-out rooms, one segment at a time from encoded context: PSNR of the
-    generated frames against ground truth over all pixels and over pixels the
-    memory covers (mask > 0.9), with pinning on (the shipped default) and off."""
+    """Held-out rooms, one segment at a time from encoded context, sampled as
+    the env samples (``maker.cfg``): PSNR against ground truth over all pixels
+    and over pixels the memory covers (mask > 0.9, "seen"), and the figures
+    that do not reward blur (eval.metrics.frame_scores) over all pixels and
+    over the rest ("unseen"): edge-energy and pixel-std ratios (1 = as sharp
+    as the truth) and 8x8 layout PSNR."""
     rng = np.random.default_rng(2024)
-    scores: dict[str, list] = {}
     g = torch.Generator().manual_seed(0)
-    samplers = {"": make_sampler(unet, maker.cfg), "_unpinned": make_sampler(unet, replace_pin(maker.cfg, PINNING_OFF))}
+    sampler = make_sampler(unet, maker.cfg)
+    scores: dict[str, list] = {}
     for _ in range(count):
         s = maker(rng, 24, held_out=True, noise=False)
         noise = torch.randn(s["target"].shape, generator=g)
+        x0 = sampler(s["context"], s["memory"], s["mask"], s["plucker"], noise)
+        frames = to_uint8(maker.vae.decode(x0 * maker.std + maker.mean).sample.clamp(-1, 1))
         truth = s["rgb"][s["index"].numpy()]
         seen = F.interpolate(s["mask"][:, None], scale_factor=maker.cfg.downsample, mode="nearest")[:, 0] > 0.9
-        for suffix, sampler in samplers.items():
-            x0 = sampler(s["context"], s["memory"], s["mask"], s["plucker"], noise)
-            frames = to_uint8(maker.vae.decode(x0 * maker.std + maker.mean).sample.clamp(-1, 1))
-            scores.setdefault("psnr_all" + suffix, []).append(psnr(frames, truth))
-            scores.setdefault("psnr_seen" + suffix, []).append(psnr(frames, truth, mask=seen))
-    return {k: float(torch.cat(v).mean()) for k, v in scores.items()}
-
-
-def replace_pin(cfg: TinyConfig, pin: float) -> TinyConfig:
-    from dataclasses import replace
-
-    return replace(cfg, memory_pin=pin)
+        figures = frame_scores(frames, truth, visible_mask=seen)
+        for key in ("psnr", "psnr_seen", "edge_ratio", "edge_ratio_unseen", "std_ratio", "std_ratio_unseen",
+                    "layout_psnr", "layout_psnr_unseen"):
+            scores.setdefault({"psnr": "psnr_all"}.get(key, key), []).append(figures[key])
+    return {k: float(torch.nanmean(torch.cat(v))) for k, v in scores.items()}
 
 
 def main(args: DenoiserArgs) -> dict:
-    vae, geometry, cfg = load_frozen_codec(args.vae_dir, args.geometry_dir, TinyConfig())
+    vae, geometry, cfg = load_frozen_codec(args.vae_dir, args.geometry_dir, TinyConfig(memory_pin=args.memory_pin))
     maker = SampleMaker(vae, geometry, cfg)
     unet = build_denoiser(cfg)
     out = Path(args.out_dir)
@@ -260,7 +267,7 @@ def main(args: DenoiserArgs) -> dict:
         tqdm.write(f"starting from the UNet in {args.init_from}")
     critic = LatentCritic(3 * cfg.latent_channels + 1 + 6) if args.adversarial_weight > 0 else None
     model = DenoiserWithCritic(unet, critic)
-    rollout = make_sampler(unet, replace_pin(cfg, PINNING_OFF))  # the model's own unpinned output becomes context and memory
+    rollout = make_sampler(unet, cfg)  # the model's own output becomes context and memory
     pool: deque = deque(maxlen=args.pool_size)
     owed = [0.0]
 
@@ -273,15 +280,17 @@ def main(args: DenoiserArgs) -> dict:
             pool.append({k: s[k][i] for k in ("context", "memory", "mask", "plucker", "target")})
 
     def loss_fn(model, rng):
+        started = time.perf_counter()
         while len(pool) < min(args.pool_size, 40 * args.trajectory_length):
             refill(rng)
         owed[0] += args.refill
         while owed[0] >= 1:
             owed[0] -= 1
             refill(rng)
+        data_s = time.perf_counter() - started  # logged: rendering's share of a step
         idx = rng.integers(0, len(pool), args.batch_size)
         batch = {k: torch.stack([pool[i][k] for i in idx]) for k in pool[0]}
-        return denoiser_loss(model, batch, rng, cfg, args.adversarial_weight)
+        return {**denoiser_loss(model, batch, rng, cfg, args.adversarial_weight), "data_s": data_s}
 
     def on_checkpoint(step):
         unet.eval()

@@ -32,11 +32,10 @@ import torch.multiprocessing as mp
 
 from ..models.tiny.config import TinyConfig
 from ..models.tiny.networks import build_denoiser
-from ..models.tiny.pipeline import PINNING_OFF
 from ..models.tiny.world_model import DEFAULT_WEIGHTS, make_sampler
 from .checkpoint import load_checkpoint, save_checkpoint
 from .frozen import denoiser_state_dict, load_frozen_codec
-from .train_denoiser import DenoiserWithCritic, LatentCritic, SampleMaker, denoiser_loss, evaluate_denoiser, replace_pin
+from .train_denoiser import DenoiserWithCritic, LatentCritic, SampleMaker, denoiser_loss, evaluate_denoiser
 
 SAMPLE_KEYS = ("context", "memory", "mask", "plucker", "target")
 
@@ -61,16 +60,16 @@ class GpuArgs:
     adversarial_weight: float = 0.05
     refresh_every: int = 100  # optimizer steps between copies of the UNet to the workers' rollout model
     eval_trajectories: int = 6
-    memory_pin: float = PINNING_OFF  # the pin threshold the exported weights sample with (PINNING_OFF: refine every cell)
+    memory_pin: float = 0.5  # cells the sampler takes from memory, in training and in the exported weights (pipeline.PINNING_OFF: none)
     seed: int = 0
 
 
 def _worker(rank: int, args: GpuArgs, shared_unet, out: mp.Queue, stop) -> None:
     """Render trajectories forever; put their samples on ``out`` (CPU tensors)."""
     torch.set_num_threads(1)
-    vae, geometry, cfg = load_frozen_codec(args.vae_dir, "", TinyConfig())
+    vae, geometry, cfg = load_frozen_codec(args.vae_dir, "", TinyConfig(memory_pin=args.memory_pin))
     maker = SampleMaker(vae, geometry, cfg)
-    rollout = make_sampler(shared_unet, replace_pin(cfg, PINNING_OFF))
+    rollout = make_sampler(shared_unet, cfg)
     rng = np.random.default_rng([args.seed, rank, int(time.time())])
     while not stop.is_set():
         own = rng.random() < args.rollout_fraction
@@ -96,7 +95,7 @@ def main(args: GpuArgs) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda but torch sees no CUDA GPU; pass --device cpu to run on the CPU")
-    vae, geometry, cfg = load_frozen_codec(args.vae_dir, "", TinyConfig())
+    vae, geometry, cfg = load_frozen_codec(args.vae_dir, "", TinyConfig(memory_pin=args.memory_pin))
     unet = build_denoiser(cfg)
     model = DenoiserWithCritic(unet, LatentCritic(3 * cfg.latent_channels + 1 + 6) if args.adversarial_weight > 0 else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -173,7 +172,6 @@ def main(args: GpuArgs) -> dict:
     if geometry is None:
         raise RuntimeError(f"{args.vae_dir} has no trained geometry head; pass a weights folder as --vae-dir")
     scores = evaluate_denoiser(unet, SampleMaker(vae, geometry, cfg), count=args.eval_trajectories)
-    cfg = replace_pin(cfg, args.memory_pin)
     record = {"denoiser": {"steps": step, "train_time_s": round(elapsed), "device": args.device}}
     nets = {"vae": vae, "geometry": geometry, "denoiser": unet}
     save_weights_folder(out / "weights", cfg, {k: _copy(v) for k, v in nets.items()}, training=record, half=True)
