@@ -1,6 +1,6 @@
 """Camera geometry: intrinsics, poses, back-projection, projection, pose paths.
 
-Conventions (DESIGN.md):
+Conventions (docs/design.md):
 
 * OpenCV cameras: x right, y down, z forward.
 * Poses are camera-to-world 4x4 matrices (``c2w``).

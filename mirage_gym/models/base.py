@@ -1,6 +1,6 @@
 """The world-model interface every backend implements.
 
-One step of the env (DESIGN.md, "Data flows one way through a step"):
+One step of the env (docs/design.md, "A step"):
 
     action -> camera path (K poses)
            -> memory.read(K poses)                 -> SegmentRequest.memory_*
