@@ -270,6 +270,7 @@ def main(args: DenoiserArgs) -> dict:
     rollout = make_sampler(unet, cfg)  # the model's own output becomes context and memory
     pool: deque = deque(maxlen=args.pool_size)
     owed = [0.0]
+    data_times: deque = deque(maxlen=args.log_every)
 
     def refill(rng):
         own = rng.random() < args.rollout_fraction
@@ -287,10 +288,10 @@ def main(args: DenoiserArgs) -> dict:
         while owed[0] >= 1:
             owed[0] -= 1
             refill(rng)
-        data_s = time.perf_counter() - started  # logged: rendering's share of a step
+        data_times.append(time.perf_counter() - started)  # logged as a mean: rendering's share of a step
         idx = rng.integers(0, len(pool), args.batch_size)
         batch = {k: torch.stack([pool[i][k] for i in idx]) for k in pool[0]}
-        return {**denoiser_loss(model, batch, rng, cfg, args.adversarial_weight), "data_s": data_s}
+        return {**denoiser_loss(model, batch, rng, cfg, args.adversarial_weight), "data_s": float(np.mean(data_times))}
 
     def on_checkpoint(step):
         unet.eval()
