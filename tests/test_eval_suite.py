@@ -19,7 +19,7 @@ from mirage_gym.geometry import intrinsics_from_fov, pose_from_yaw_pitch
 from mirage_gym.scenes import ProceduralRoom
 
 
-def _renders(n_rooms=4, per_room=60, size=32, seed=0):
+def _renders(n_rooms=6, per_room=60, size=32, seed=0):
     rng = np.random.default_rng(seed)
     K = intrinsics_from_fov(90, size, size)
     out = []
@@ -123,13 +123,14 @@ def test_c2st_halves_of_one_set_are_indistinguishable(real_frames):
     r = c2st(real_frames[0::2], real_frames[1::2], seed=0, steps=150)
     assert 0.35 < r["accuracy"] < 0.65 and r["ci95"][0] < 0.5 < r["ci95"][1]
     assert r["n_test"] + r["n_train"] == len(real_frames)
+    assert r["train_accuracy"] > 0.8  # it fits (memorises) its training frames: chance on held-out ones is the sets' doing
 
 
 def test_c2st_tells_real_from_flat(real_frames):
     flat = np.broadcast_to(real_frames.reshape(len(real_frames), -1, 3).mean(1).round().astype(np.uint8)[:, None, None],
                            real_frames.shape).copy()
     r = c2st(real_frames, flat, seed=0, steps=150)
-    assert r["accuracy"] >= 0.95
+    assert r["accuracy"] >= 0.95 and r["ci95"][1] > 0.98  # ~1.0: a few 32x32 renders face a bare wall
     again = c2st(real_frames, flat, seed=0, steps=150)
     assert again["accuracy"] == r["accuracy"]  # seeded
 

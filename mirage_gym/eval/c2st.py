@@ -1,10 +1,11 @@
 """Classifier two-sample test: can a small CNN tell generated frames from real ones?
 
 A distribution distance that does not reward blur and needs no downloaded
-network: a 3-layer CNN is trained here, on the spot, to label frames as
+network: a 4-layer CNN (batch norm, 16-64 channels) is trained here, on the spot, to label frames as
 ground truth (0) or generated (1), and its accuracy on held-out frames is
 the figure (0.5: indistinguishable; 1.0: always told apart), with a 95%
-Wilson interval. Frames come in pairs (the generated frame and the truth of
+Wilson interval, and the training accuracy (a net that did not fit its own
+training frames proves nothing about the sets). Frames come in pairs (the generated frame and the truth of
 the same pose); a pair, and the block of consecutive steps it sits in, goes
 to the training or the test side together, so the test never shows the
 classifier a pose it trained on. Seeded and single-threaded friendly: a few
@@ -35,13 +36,13 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
 
 
 def _classifier(width: int = 16) -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(3, width, 3, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(width, 2 * width, 3, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(2 * width, 4 * width, 3, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(4 * width, 4 * width, 3, 1, 1), nn.LeakyReLU(0.2),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, 1),
-    )
+    # Batch norm after every conv: without it the same net sat at chance for the first few hundred
+    # steps (the suite's codec round trip vs truth: 0.50 after 200 steps, 0.79 after 400; with it, lr 1e-3: 0.97 after 200).
+    def block(cin, cout, stride):
+        return [nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout), nn.LeakyReLU(0.2)]
+
+    return nn.Sequential(*block(3, width, 2), *block(width, 2 * width, 2), *block(2 * width, 4 * width, 2),
+                         *block(4 * width, 4 * width, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, 1))
 
 
 def _to_input(x) -> torch.Tensor:
@@ -62,7 +63,7 @@ def split_pairs(groups: np.ndarray, test_fraction: float, seed: int) -> np.ndarr
 
 
 def c2st(real, fake, groups=None, seed: int = 0, steps: int = 300, batch: int = 64, test_fraction: float = 0.3,
-         lr: float = 2e-3, width: int = 16) -> dict:
+         lr: float = 1e-3, width: int = 16) -> dict:
     """Train a classifier real (0) vs fake (1) and report held-out accuracy.
 
     ``real``, ``fake``: uint8 (N, H, W, 3) with the same N: pair i is
@@ -104,8 +105,11 @@ def c2st(real, fake, groups=None, seed: int = 0, steps: int = 300, batch: int = 
         net.eval()
         with torch.no_grad():
             logits = torch.cat([net(x_test[i:i + 256])[:, 0] for i in range(0, len(x_test), 256)])
+            train_logits = torch.cat([net(x_train[i:i + 256])[:, 0] for i in range(0, len(x_train), 256)])
     correct = int(((logits > 0).float() == y_test).sum())
     acc = correct / len(y_test)
     lo, hi = wilson_interval(correct, len(y_test))
-    return {"accuracy": acc, "ci95": [lo, hi], "n_train": int(len(y_train)), "n_test": int(len(y_test)), "steps": int(steps),
-            "seconds": time.perf_counter() - t0}
+    return {"accuracy": acc, "ci95": [lo, hi],
+            # a classifier that did not fit its own training frames (~0.5 here) says nothing about the sets
+            "train_accuracy": float(((train_logits > 0).float() == y_train).float().mean()),
+            "n_train": int(len(y_train)), "n_test": int(len(y_test)), "steps": int(steps), "seconds": time.perf_counter() - t0}

@@ -398,12 +398,12 @@ def split_table(summary: dict, group: str, sources: list[str]) -> Table:
 
 
 def c2st_table(res: dict) -> Table:
-    body = [[SOURCE_LABELS[s], f"{r['accuracy']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]", fmt(r["n_train"]), fmt(r["n_test"])]
-            for s, r in res.items()]
+    body = [[SOURCE_LABELS[s], f"{r['accuracy']:.3f}", f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]",
+             f"{r['train_accuracy']:.3f}", fmt(r["n_train"]), fmt(r["n_test"])] for s, r in res.items()]
     return Table("Classifier two-sample test: held-out accuracy telling generated frames from the truth of the same poses",
-                 ["source", "accuracy", "95% interval", "train frames", "test frames"], body,
+                 ["source", "accuracy", "95% interval", "train accuracy", "train frames", "test frames"], body,
                  ["0.5 = indistinguishable, 1.0 = always told apart; a 4-layer CNN trained here (seeded); "
-                  "test poses (blocks of 10 steps) are never trained on"])
+                  "test poses (blocks of 10 steps) are never trained on; train accuracy near 0.5 would mean the classifier did not fit"])
 
 
 def write_sheet(path: Path, run: Run, truth: Truth, frames: dict, sources: list[str], title: str, columns: int = 10) -> None:
