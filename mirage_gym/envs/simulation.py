@@ -27,13 +27,22 @@ from ..geometry import (camera_path, depth_to_grid, intrinsics_from_fov, mask_to
 from ..images import to_model, to_uint8
 from ..memory import LatentSpatialMemory, RGBPointCloudMemory
 from ..models import SegmentRequest, load_world_model
-from ..scenes import HELD_OUT_SEED_START, ProceduralRoom
+from ..scenes import HELD_OUT_SEED_START, NoSpaceForGoals, ProceduralRoom
 from .actions import AgentState, MotionConfig, apply_motion
 from .config import EnvConfig
 from .coverage import CoverageMap
 from .tasks import Task, make_task
 
 STATE_VERSION = 1
+# Coverage (the explore reward) is counted on its own ground-truth view, one ray
+# per COVERAGE_STRIDE x COVERAGE_STRIDE pixels of the observation, rendered from
+# the scene at the step's last pose and time. It never reads what the world
+# model made (its frames, depth or latent grid), so the same actions from the
+# same seed give the same rewards in every world model and memory setting.
+COVERAGE_STRIDE = 4
+# objectgoal: a drawn room without space for the goal objects (about a third
+# of rooms) is skipped for another draw, at most this many times
+MAX_ROOM_DRAWS = 64
 
 
 @dataclass
@@ -80,6 +89,8 @@ class MirageSimulation:
         self.latent_size = self.world_model.latent_size
         self.K_image = intrinsics_from_fov(cfg.fov_deg, H, W)
         self.K_latent = scale_intrinsics(self.K_image, (H, W), self.latent_size)
+        self.coverage_size = (max(1, round(H / COVERAGE_STRIDE)), max(1, round(W / COVERAGE_STRIDE)))
+        self.K_coverage = scale_intrinsics(self.K_image, (H, W), self.coverage_size)
         self.motion = MotionConfig(cfg.move_m, cfg.turn_deg, cfg.look_deg, cfg.max_pitch_deg)
         self._frame_times = torch.arange(1, cfg.frames_per_step + 1, dtype=torch.float32) / cfg.fps  # (K,) after the step's start
         if cfg.depth_source == "auto":
@@ -110,7 +121,9 @@ class MirageSimulation:
 
     def _scene(self, current, seed):
         """The episode's world: the photo (built once), or the procedural room
-        of ``seed`` (kept when the seed repeats: building one takes ~60 ms)."""
+        of ``seed`` (kept when the seed repeats: building one takes ~60 ms).
+        The objectgoal task's rooms also hold its goal objects (a room without
+        space for them raises NoSpaceForGoals)."""
         if self.cfg.scene is not None:
             if self._photo is None:
                 from ..scenes.photo import PhotoScene
@@ -118,7 +131,28 @@ class MirageSimulation:
                 self._photo = PhotoScene(self.cfg.scene, fov_deg=self.cfg.fov_deg,
                                          depth_estimator=getattr(self.world_model, "depth_estimator", None))
             return self._photo
-        return current if current is not None and current.seed == seed else ProceduralRoom(seed)
+        if current is not None and current.seed == seed:
+            return current
+        return ProceduralRoom(seed, goal_objects=self.cfg.goal_objects if self.cfg.task == "objectgoal" else 0)
+
+    def _draw_scene(self, current, rng: np.random.Generator, options: dict):
+        """The episode's room: options' scene_seed, or a draw from scene_seeds
+        (objectgoal: drawn again while a room has no space for the goal objects)."""
+        if self.cfg.scene is not None:
+            return self._scene(current, None)
+        for _ in range(MAX_ROOM_DRAWS):
+            seed = self._scene_seed(rng, options)
+            try:
+                return self._scene(current, seed)
+            except NoSpaceForGoals:
+                if "scene_seed" in options:
+                    raise ValueError(f"room {seed} has no space for {self.cfg.goal_objects} goal objects in view "
+                                     "(about a third of rooms); pick another scene_seed, or omit it") from None
+                if isinstance(self.cfg.scene_seeds, int) and not isinstance(self.cfg.scene_seeds, bool):
+                    raise ValueError(f"scene_seeds={seed}: that room has no space for {self.cfg.goal_objects} goal objects "
+                                     "in view; pick another seed") from None
+        raise ValueError(f"no room among {MAX_ROOM_DRAWS} draws from scene_seeds={self.cfg.scene_seeds!r} has space for "
+                         f"{self.cfg.goal_objects} goal objects; use more seeds or fewer goal_objects")
 
     @staticmethod
     def check_reset_options(options) -> dict:
@@ -164,6 +198,14 @@ class MirageSimulation:
     def _static_depth(self, depth: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
         return torch.where(static.bool(), depth, torch.full_like(depth, math.inf))
 
+    def _update_coverage(self, ep, c2w, t: float) -> float:
+        """Count what the ground-truth camera at ``c2w`` (time ``t``) sees; return the newly covered fraction.
+        The one coverage path for every world model (see COVERAGE_STRIDE)."""
+        h, w = self.coverage_size
+        r = ep.scene.render_batch(torch.as_tensor(c2w)[None], self.K_coverage, h, w, t=float(t), rgb=False)  # geometry only
+        depth = self._static_depth(torch.from_numpy(r["depth"][0]), torch.from_numpy(r["static"][0]))
+        return ep.coverage.update(depth, self.K_coverage, c2w)
+
     # ------------------------------------------------------------------ reset
 
     # inference_mode rather than no_grad: nothing the env makes is ever
@@ -180,15 +222,22 @@ class MirageSimulation:
         # on failure the generator is rewound, so a rejected reset leaves no trace.
         rng_state = rng.bit_generator.state
         try:
-            seed = None if self.cfg.scene is not None else self._scene_seed(rng, options)
-            generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
-            scene = self._scene(ep.scene, seed)
+            if self.cfg.task == "objectgoal":  # the room's draw can repeat: the generator's seed comes after it
+                scene = self._draw_scene(ep.scene, rng, options)
+                generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
+            else:
+                seed = None if self.cfg.scene is not None else self._scene_seed(rng, options)
+                generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
+                scene = self._scene(ep.scene, seed)
             if "pose" in options:
                 pose = np.asarray(options["pose"], dtype=np.float64)
                 if not scene.is_free(np.array([pose[0], pose[1], scene.eye_height])):
                     raise ValueError(f"options['pose'] position {pose[:2].tolist()} is not free space in scene {seed}; "
                                      "pick a point inside the room away from furniture (scene.is_free tells), or omit 'pose'")
                 agent = AgentState(float(pose[0]), float(pose[1]), float(scene.eye_height), math.radians(pose[2]), 0.0)
+            elif self.cfg.task == "objectgoal":  # the room fixes the start: every goal object is in its view
+                x, y, yaw = scene.object_goal.start
+                agent = AgentState(float(x), float(y), float(scene.eye_height), float(yaw), 0.0)
             else:
                 c2w = scene.sample_pose(rng)
                 yaw, pitch = yaw_pitch_from_pose(c2w)
@@ -202,7 +251,7 @@ class MirageSimulation:
         ep.memory = self._new_memory()
         ep.coverage = CoverageMap(scene, self.cfg.voxel_size) if self.cfg.task == "explore" else None
         ep.task = make_task(self.cfg)
-        task_info = ep.task.reset(scene, ep.agent.position, rng)
+        task_info = ep.task.reset(scene, ep.agent.position, rng, yaw=ep.agent.yaw)
 
         # The start image is a real render of the room, as Mirage starts from a real image.
         c2w = ep.agent.c2w()
@@ -224,7 +273,7 @@ class MirageSimulation:
         self._write(ep, latent, depth, static, c2w, truth["rgb"], write_depth_full, write_static_full)
         ep.context_latent, ep.context_c2w = latent, c2w
         if ep.coverage is not None:
-            ep.coverage.update(self._static_depth(depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)), self.K_latent, c2w)
+            self._update_coverage(ep, c2w, 0.0)
         info = self._info(ep, truth["rgb"][None], collided=False)
         info.update(task_info)
         if self.cfg.return_gt:
@@ -266,7 +315,7 @@ class MirageSimulation:
             frames = segment.rgb
         else:
             frames = to_uint8(frames_f.flatten(0, 1)).reshape(len(eps), K, *self.image_size, 3)
-        depth, static, depth_full, static_full, truth_depth = self._write_geometry(eps, segment, paths_t, times_t, frames_f)
+        depth, static, depth_full, static_full = self._write_geometry(eps, segment, paths_t, times_t, frames_f)
 
         results = []
         lat_index = segment.frame_index
@@ -280,8 +329,8 @@ class MirageSimulation:
             ep.steps += 1
             gain = 0.0
             if ep.coverage is not None:
-                gain = ep.coverage.update(truth_depth[b], self.K_latent, paths_t[b, -1])
-            reward, terminated, task_info = ep.task.step(ep.agent.position, self.coverage(ep), gain)
+                gain = self._update_coverage(ep, paths_t[b, -1], float(times_t[b, -1]))
+            reward, terminated, task_info = ep.task.step(ep.agent.position, self.coverage(ep), gain, yaw=ep.agent.yaw)
             info = self._info(ep, frames[b], collided[b])
             info.update(task_info)
             if cfg.return_gt:
@@ -323,14 +372,13 @@ class MirageSimulation:
         return latent, mask.to(self.device), depth.to(self.device)
 
     def _write_geometry(self, eps, segment, paths, times, frames_f):
-        """Depth and static mask for each written latent frame, and the
-        ground-truth depth of each episode's last frame for coverage."""
+        """Depth and static mask for each written latent frame (and at full
+        resolution for the pixel memory)."""
         h, w = self.latent_size
         lat_index = segment.frame_index
         B, L = segment.latents.shape[:2]
         need_full = self.cfg.memory == "rgb"
         depth_full = static_full = None
-        truth_last = None
         if self.depth_from_scene:
             if segment.depth is not None and self.world_model.needs_scene and not need_full:
                 depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
@@ -340,8 +388,6 @@ class MirageSimulation:
                 depth_full = torch.stack([torch.stack([torch.from_numpy(r["depth"]) for r in row]) for row in renders])
                 static_full = torch.stack([torch.stack([torch.from_numpy(r["static"]) for r in row]) for row in renders])
                 depth, static = depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)
-            if int(lat_index[-1]) == paths.shape[1] - 1:
-                truth_last = self._static_depth(depth[:, -1], static[:, -1])
         else:
             if segment.depth is not None:
                 depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
@@ -352,14 +398,7 @@ class MirageSimulation:
                 depth, static = d.cpu().unflatten(0, (B, L)), (s.cpu() > 0.5).unflatten(0, (B, L))
             if need_full:
                 depth_full, static_full = self._full_resolution(depth, static)
-        if truth_last is None and self.cfg.task == "explore":
-            # Coverage is always ground truth: render the last pose at latent resolution (cheap).
-            truth_last = []
-            for b, ep in enumerate(eps):
-                r = self._render_truth(ep.scene, paths[b, -1], float(times[b, -1]), size=(h, w), K=self.K_latent)
-                truth_last.append(self._static_depth(torch.from_numpy(r["depth"]), torch.from_numpy(r["static"])))
-            truth_last = torch.stack(truth_last)
-        return depth, static, depth_full, static_full, truth_last
+        return depth, static, depth_full, static_full
 
     def _full_resolution(self, depth: torch.Tensor, static: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A latent-grid estimate (..., h, w) spread over its pixels (..., H, W),
@@ -393,6 +432,8 @@ class MirageSimulation:
     def _obs(self, ep, rgb: np.ndarray) -> dict:
         ep.last_rgb = rgb
         obs = {"rgb": np.ascontiguousarray(rgb), "pose": pose_to_vec7(ep.agent.c2w()).numpy().astype(np.float32)}
+        if self.cfg.observes_goal:
+            obs["goal"] = ep.task.goal_observation()
         if self.cfg.memory_obs:
             obs["memory"] = self.memory_observation(ep)
         return obs
@@ -495,7 +536,7 @@ class MirageSimulation:
                 coverage = CoverageMap(scene, self.cfg.voxel_size)
                 coverage.load_state_dict(state["coverage"])
             task = make_task(self.cfg)
-            if self.cfg.task == "goal":
+            if self.cfg.task in ("goal", "objectgoal"):
                 task.load_state_dict(state["task"], scene)
             else:
                 task.load_state_dict(state["task"])
