@@ -14,7 +14,7 @@ from typing import Any
 from ..memory.point_memory import UPDATE_RULES
 
 MEMORY_KINDS = ("latent", "rgb", "none")
-TASKS = ("explore", "goal", "none")
+TASKS = ("explore", "goal", "objectgoal", "none")
 DEPTH_SOURCES = ("auto", "model", "scene")
 SCENE_SPLITS = ("train", "eval")
 MAX_OBS_SIZE = 4096  # pixels per side; a typo such as 64000 should fail here, not as a MemoryError
@@ -39,7 +39,7 @@ class EnvConfig:
     obs_size: Any = 64  # int or [H, W]
     memory_obs: bool = False  # add obs["memory"]: warped latent + mask at the current pose
     action_type: str = "discrete"  # "discrete" | "continuous"
-    task: str = "explore"  # "explore" | "goal" | "none"
+    task: str = "explore"  # "explore" | "goal" | "objectgoal" | "none"
     return_gt: bool = False  # add info["gt_rgb"]
     device: str = "cpu"
     depth_source: str = "auto"  # depth for memory writes: "model" head, "scene" ground truth, "auto"
@@ -55,8 +55,11 @@ class EnvConfig:
     look_deg: float = 10.0
     max_pitch_deg: float = 60.0
     coverage_target: float = 0.8  # explore: episode ends at this coverage
-    goal_radius_m: float = 0.75  # goal: success within this distance of the target's surface
+    goal_radius_m: float = 0.75  # goal: success within this distance of the target's surface; objectgoal: reach
     goal_bonus: float = 10.0
+    goal_objects: int = 4  # objectgoal: coloured objects in view at the start (the target and its distractors), 3-4
+    goal_facing_deg: float = 30.0  # objectgoal: an object within reach counts when its centre is this close to the heading
+    goal_obs: Any = None  # add obs["goal"] (target colour, kind indices): None = for objectgoal only; true also for goal
     render_size: int = 256  # height of the render() debug view
     model_kwargs: dict = field(default_factory=dict)  # extra kwargs for load_world_model
 
@@ -69,6 +72,11 @@ class EnvConfig:
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg
+
+    @property
+    def observes_goal(self) -> bool:
+        """Whether observations carry ``goal`` (see goal_obs)."""
+        return self.task == "objectgoal" or (self.task == "goal" and self.goal_obs is True)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -92,6 +100,16 @@ class EnvConfig:
         if not sizes or len(sizes) != (1 if _is_number(s) else 2) or \
                 not all(_is_number(v) and math.isfinite(v) and int(v) == v and 8 <= v <= MAX_OBS_SIZE for v in sizes):
             raise ValueError(f"obs_size must be an integer in [8, {MAX_OBS_SIZE}] or [height, width] of such integers, got {s!r}")
+        if self.goal_obs is not None and not isinstance(self.goal_obs, bool):
+            raise ValueError(f"goal_obs must be true, false or null, got {self.goal_obs!r}")
+        if self.goal_obs is True and self.task not in ("goal", "objectgoal"):
+            raise ValueError(f"goal_obs=True needs a task with a target ('goal' or 'objectgoal'), not task={self.task!r}")
+        if self.goal_obs is False and self.task == "objectgoal":
+            raise ValueError("the objectgoal task always observes its goal (obs['goal']); leave goal_obs unset")
+        if not _is_int(self.goal_objects) or not 3 <= self.goal_objects <= 4:
+            raise ValueError(f"goal_objects must be an integer from 3 to 4, got {self.goal_objects!r}")
+        if not (_is_number(self.goal_facing_deg) and 0.0 < self.goal_facing_deg <= 180.0):
+            raise ValueError(f"goal_facing_deg must be a number in (0, 180], got {self.goal_facing_deg!r}")
         for name in ("memory_obs", "return_gt"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r} "

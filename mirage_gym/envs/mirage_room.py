@@ -12,6 +12,7 @@ from .actions import action_space, action_to_motion
 from .config import EnvConfig
 from .debug_view import debug_view
 from .simulation import MirageSimulation
+from .tasks import goal_space
 
 
 POSITION_BOUND = 100.0
@@ -27,6 +28,8 @@ def observation_space(sim: MirageSimulation) -> spaces.Dict:
         "pose": spaces.Box(np.array([-POSITION_BOUND] * 3 + [-1.0] * 4, np.float32),
                            np.array([POSITION_BOUND] * 3 + [1.0] * 4, np.float32), dtype=np.float32),
     }
+    if sim.cfg.observes_goal:
+        parts["goal"] = goal_space(sim.cfg.task)  # (colour index, kind index) of the target
     if sim.cfg.memory_obs:
         h, w = sim.latent_size
         # latents are unbounded in principle; the bound documents the range models produce

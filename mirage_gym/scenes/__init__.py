@@ -7,10 +7,11 @@ photos (one view plus a depth estimate).
     out = room.render(c2w, room.intrinsics(128, 128), 128, 128, t=0.0)
 """
 
-from .layout import MovingObject, SceneObject, WallFixture
+from .layout import GOAL_COLORS, GOAL_KINDS, MovingObject, NoSpaceForGoals, ObjectGoalLayout, SceneObject, WallFixture
 from .procedural import HELD_OUT_SEED_START, ProceduralRoom
 
-__all__ = ["HELD_OUT_SEED_START", "MovingObject", "ProceduralRoom", "SceneObject", "WallFixture"]
+__all__ = ["GOAL_COLORS", "GOAL_KINDS", "HELD_OUT_SEED_START", "MovingObject", "NoSpaceForGoals", "ObjectGoalLayout",
+           "ProceduralRoom", "SceneObject", "WallFixture"]
 
 try:  # the photo scene is written alongside; export it when present
     from .photo import GroundTruthUnavailable, PhotoScene  # noqa: F401

@@ -17,6 +17,7 @@ import numpy as np
 from .textures import PALETTE
 
 MAX_BOXES = 24  # the renderer gives each box 6 surface ids out of 255
+FURNITURE_KINDS = ("table", "bookshelf", "cabinet", "bed", "sofa", "stool", "barrel", "plant", "ball")
 WALL_NORMALS = [(1.0, 0.0, 0.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, -1.0, 0.0)]  # inward, walls 0..3
 
 
@@ -359,7 +360,7 @@ class RoomLayout:
     def _place_furniture(self, rng: np.random.Generator) -> list[Piece]:
         """3-8 pieces, each a distinct colour (so names are unique), placed
         by rejection sampling without overlap."""
-        kinds = ["table", "bookshelf", "cabinet", "bed", "sofa", "stool", "barrel", "plant", "ball"]
+        kinds = list(FURNITURE_KINDS)
         weights = np.array([3, 2, 2, 1, 1, 2, 1, 2, 1], dtype=float)
         colors = list(PALETTE)
         area = float(self.size[0] * self.size[1])
@@ -459,3 +460,172 @@ class RoomLayout:
             movers.append(MovingObject(f"rolling {color} ball", "ball", color, radius=0.12, height=0.0, path_center=center,
                                        path_radii=np.array([0.15, 0.15]), omega=3.0, phase=0.0))
         return movers
+
+
+# --------------------------------------------------------------- object goals
+#
+# Opt-in (``ProceduralRoom(seed, goal_objects=N)``, the object-goal task only):
+# N plain coloured objects stand in the view of a start pose, drawn from a
+# second generator seeded by (seed, GOAL_STREAM), after the room itself is
+# complete. The room's own draws are untouched, so the same seed without
+# goal objects is the same room, bit for bit.
+
+GOAL_STREAM = 0x0B1EC7
+GOAL_COLORS = ("red", "green", "blue", "yellow")
+GOAL_KINDS = ("cube", "sphere", "pillar")
+GOAL_SHAPES = {"cube": 0.22, "sphere": 0.24, "pillar": 0.2}  # footprint half-width / radius (m); pillars are 1.3 m tall
+GOAL_BEARING_DEG = 38.0  # objects stand within this bearing of the start heading (the view is +-45 deg)
+GOAL_DISTANCE_M = (1.4, 3.6)  # centre distance from the start position
+GOAL_TARGET_DISTANCE_M = (2.2, 3.6)  # the target's: far enough that walking blind rarely runs into it
+GOAL_MIN_SEPARATION_DEG = 6.0  # bearing between any two objects, as seen from the start
+
+
+class NoSpaceForGoals(RuntimeError):
+    """A room too crowded for the goal objects (the object-goal env skips to another room)."""
+
+
+@dataclass(frozen=True)
+class ObjectGoalLayout:
+    """Where the goal objects stand: ``objects`` (:class:`SceneObject`, kinds
+    from GOAL_KINDS, colours from GOAL_COLORS, all distinct (colour, kind)
+    pairs), ``target`` (index into ``objects``) and ``start`` ((x, y, yaw in
+    radians) at eye height). From ``start`` every object is in view with a
+    clear line of sight, and no furniture stands on the straight line to the
+    target (a distractor may: then the way is round it). Each object has its
+    own colour (kinds are drawn at random); the target's bearing is uniform
+    over the view, and it stands 2.2-3.6 m away."""
+
+    objects: tuple
+    target: int
+    start: tuple
+
+
+def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Distance from point p to the segment a-b (2D)."""
+    ab = b - a
+    t = float(np.clip(np.dot(p - a, ab) / max(float(np.dot(ab, ab)), 1e-12), 0.0, 1.0))
+    return float(np.hypot(*(p - (a + t * ab))))
+
+
+def goal_piece(kind: str, color: str, xy) -> Piece:
+    """The geometry of one goal object standing on the floor at ``xy``."""
+    x, y = float(xy[0]), float(xy[1])
+    r = GOAL_SHAPES[kind]
+    p = Piece(kind, color)
+    if kind == "cube":
+        p.boxes.append((np.array([x - r, y - r, 0.0]), np.array([x + r, y + r, 2 * r]), "body"))
+        p.dims = (2 * r, 2 * r, 2 * r)
+    elif kind == "sphere":
+        p.footprint = "circle"
+        p.spheres.append((np.array([x, y, r]), r, "body"))
+        p.dims = (2 * r, 2 * r, 2 * r)
+    else:  # pillar
+        p.footprint = "circle"
+        p.cylinders.append((x, y, r, 0.0, 1.3, "body", "body"))
+        p.dims = (2 * r, 2 * r, 1.3)
+    return p
+
+
+def _draw_goal_pairs(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
+    """n (colour, kind) pairs, the first being the target: every object has
+    its own colour, kinds are drawn at random (so some share the target's).
+    Among the goal objects the colour finds the target; the room's furniture
+    comes in the same palette, and the kind tells the target from a red
+    table or a blue bed."""
+    colors = rng.permutation(len(GOAL_COLORS))[:n]
+    return [(GOAL_COLORS[int(c)], GOAL_KINDS[int(rng.integers(len(GOAL_KINDS)))]) for c in colors]
+
+
+def place_goal_objects(layout: RoomLayout, rng: np.random.Generator, n: int, eye_height: float,
+                       attempts: int = 40, candidates: int = 64) -> tuple[ObjectGoalLayout, list[Piece]]:
+    """Draw a start pose and ``n`` (3 or 4) goal objects in its view (see
+    :class:`ObjectGoalLayout`); returns the layout and the pieces to render.
+
+    The start stands in free space facing the one of 8 headings whose view
+    has the most free floor. The view (+-GOAL_BEARING_DEG) is cut into n
+    equal bearing sectors, one object per sector in random order; each
+    object takes the first of ``candidates`` random spots in its sector
+    that passes every check. Movers are not looked at: :func:`movers_clear_of`
+    says which of them keep out of the objects' way. Raises
+    :class:`NoSpaceForGoals` when a room is too crowded (about a third of
+    rooms, mostly the smaller ones)."""
+    if not 3 <= n <= len(GOAL_COLORS):
+        raise ValueError(f"goal_objects must be between 3 and {len(GOAL_COLORS)}, got {n}")
+    half = math.radians(GOAL_BEARING_DEG)
+    min_sep = math.radians(GOAL_MIN_SEPARATION_DEG)
+    pairs = _draw_goal_pairs(rng, n)  # once: which objects a room gets does not depend on where they fit
+    # the target's bearing too, uniform over the view: where it fits best (straight ahead, where the most
+    # floor is) must not be where it is most often, or walking straight ahead blind would find it
+    target_bearing = float(rng.uniform(-half, half))
+    width = 2 * half / n
+    target_sector = min(n - 1, int((target_bearing + half) // width))
+    for _ in range(attempts):
+        start = layout.sample_position(rng, 0.5, eye_height)[:2]
+        # of 8 headings, the one whose view holds the most free floor for the objects
+        yaws = rng.uniform(-math.pi, math.pi) + np.arange(8) * (math.pi / 4)
+        b = rng.uniform(-half, half, (8, candidates))
+        d = rng.uniform(*GOAL_DISTANCE_M, (8, candidates))
+        spots = start + d[..., None] * np.stack([np.cos(yaws[:, None] + b), np.sin(yaws[:, None] + b)], -1)
+        free = layout.is_free(np.concatenate([spots.reshape(-1, 2), np.full((8 * candidates, 1), 0.5)], 1), 0.6)
+        yaw = float(yaws[int(np.argmax(free.reshape(8, candidates).sum(1)))])
+        placed: list[tuple[np.ndarray, float, float]] = []  # (centre xy, radius, bearing)
+        others = [k for k in range(n) if k != target_sector]
+        sectors = [target_sector] + [others[int(i)] for i in rng.permutation(n - 1)]  # one bearing sector per object
+        for (color, kind), sector in zip(pairs, sectors):
+            r = GOAL_SHAPES[kind]
+            if not placed:
+                b = np.full(candidates, target_bearing)
+            else:
+                b = -half + width * (sector + rng.uniform(0.0, 1.0, candidates))
+            d = rng.uniform(*(GOAL_TARGET_DISTANCE_M if not placed else GOAL_DISTANCE_M), candidates)
+            cs = start + d[:, None] * np.stack([np.cos(yaw + b), np.sin(yaw + b)], 1)
+            # walls and furniture: room to walk up to it from every side
+            ok = layout.is_free(np.concatenate([cs, np.full((candidates, 1), 0.5)], 1), r + 0.3)
+            found = None
+            for i in np.flatnonzero(ok):
+                c, bi, di = cs[i], float(b[i]), float(d[i])
+                if any(abs(bi - pb) < min_sep or np.hypot(*(c - pc)) < r + pr + 0.45 for pc, pr, pb in placed):
+                    continue
+                # in sight: no other goal object on the line of sight to it, nor it on theirs
+                if any(_segment_distance(pc, start, c) < pr + 0.05 or _segment_distance(c, start, pc) < r + 0.05
+                       for pc, pr, _ in placed):
+                    continue
+                # the line of sight (for the target: the straight walk) is clear of furniture; another goal
+                # object may stand in the way of the walk (not of the view): then the way is round it
+                walk = start[None] + np.linspace(0.0, di - r - 0.3, 12)[:, None] * ((c - start) / di)
+                if not layout.is_free(np.concatenate([walk, np.full((12, 1), 0.5)], 1), 0.1 if placed else 0.3).all():
+                    continue
+                found = (c, r, bi)
+                break
+            if found is None:
+                break
+            placed.append(found)
+        if len(placed) < n:
+            continue
+        order = rng.permutation(n)  # the target is not always first on the list
+        objects, pieces = [], []
+        for i in order:
+            (color, kind), (c, _, _) = pairs[int(i)], placed[int(i)]
+            piece = goal_piece(kind, color, c)
+            lo, hi = piece.bounds()
+            objects.append(SceneObject(f"{color} {kind}", kind, color, 0.5 * (lo + hi), hi - lo, piece.footprint))
+            pieces.append(piece)
+        target = int(np.flatnonzero(order == 0)[0])
+        return ObjectGoalLayout(tuple(objects), target, (float(start[0]), float(start[1]), yaw)), pieces
+    raise NoSpaceForGoals(f"no space for {n} goal objects in view of a start pose after {attempts} draws")
+
+
+def movers_clear_of(goal: ObjectGoalLayout, movers: list[MovingObject]) -> list[bool]:
+    """Which movers keep out of the goal objects' way: their whole path (64
+    points) passes every goal object at least 0.15 m apart, and at t = 0 they
+    hide no goal object from the start pose. The room drops the others."""
+    start = np.asarray(goal.start[:2])
+    keep = []
+    for m in movers:
+        xy = m.xy_at(np.linspace(0, m.period, 64, endpoint=False))
+        r = m.radius * (1.2 if m.kind == "figure" else 1.0)
+        clear = all(float(o.distance_xy(xy).min()) >= r + 0.15 for o in goal.objects)
+        at0 = m.center_at(0.0)[:2]
+        clear = clear and all(_segment_distance(at0, start, o.center[:2]) >= r + 0.1 for o in goal.objects)
+        keep.append(bool(clear))
+    return keep

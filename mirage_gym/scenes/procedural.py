@@ -25,7 +25,8 @@ import torch
 
 from ..geometry import check_intrinsics, check_pose, check_size, intrinsics_from_fov, pose_from_yaw_pitch, scale_intrinsics
 from . import textures as tx
-from .layout import WALL_NORMALS, MovingObject, Piece, RoomLayout, SceneObject, WallFixture
+from .layout import (GOAL_STREAM, WALL_NORMALS, MovingObject, NoSpaceForGoals, ObjectGoalLayout, Piece, RoomLayout, SceneObject,
+                     WallFixture, movers_clear_of, place_goal_objects)
 from .raycast import (
     DECAL_CELL, DecalGrid, Lighting, Primitives, Rays, Surface, SurfaceTable, curved_uv, depth_static, planar_uv,
     round_normal, shade, trace, visible_mask,
@@ -33,7 +34,8 @@ from .raycast import (
 
 HELD_OUT_SEED_START = 1_000_000
 
-__all__ = ["HELD_OUT_SEED_START", "MovingObject", "ProceduralRoom", "SceneObject", "WallFixture"]
+__all__ = ["HELD_OUT_SEED_START", "MovingObject", "NoSpaceForGoals", "ObjectGoalLayout", "ProceduralRoom", "SceneObject",
+           "WallFixture"]
 
 
 class ProceduralRoom:
@@ -42,6 +44,15 @@ class ProceduralRoom:
     Args:
         seed: non-negative int; the room is a pure function of it.
         fov_deg: default horizontal field of view for :meth:`intrinsics`.
+        goal_objects: 0 (default: the plain room) or 3-4: also place that
+            many plain coloured goal objects (cube, sphere, pillar) in view of
+            a start pose, for the object-goal task (``object_goal``, an
+            :class:`ObjectGoalLayout`; the objects are in ``objects`` too).
+            They come from a second generator seeded by (seed, GOAL_STREAM)
+            after the room is complete, so the furniture, looks and movers
+            are those of ``ProceduralRoom(seed)``; the goal objects are
+            added (and walked around), and movers whose path crosses them are
+            left out.
 
     Attributes:
         seed, bounds ((2, 3): min and max xyz of the interior), size, eye_height,
@@ -61,14 +72,23 @@ class ProceduralRoom:
     has_ground_truth = True
     eye_height = 1.5
 
-    def __init__(self, seed: int, fov_deg: float = 90.0):
+    def __init__(self, seed: int, fov_deg: float = 90.0, goal_objects: int = 0):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if isinstance(goal_objects, bool) or not isinstance(goal_objects, (int, np.integer)) or \
+                not (goal_objects == 0 or 3 <= goal_objects <= 4):
+            raise ValueError(f"goal_objects must be 0 or an integer from 3 to 4, got {goal_objects!r}")
         self.seed = int(seed)
+        self.goal_objects = int(goal_objects)
         self.fov_deg = float(fov_deg)
         intrinsics_from_fov(self.fov_deg, 8, 8)  # validates
         rng = np.random.default_rng(self.seed)
         self.layout = RoomLayout(rng)  # geometry first, then looks, all from the one generator
+        self.object_goal: ObjectGoalLayout | None = None
+        goal_pieces: list[Piece] = []
+        if self.goal_objects:  # first, so that a room without space for them fails fast (its own generator)
+            grng = np.random.default_rng([self.seed, GOAL_STREAM])
+            self.object_goal, goal_pieces = place_goal_objects(self.layout, grng, self.goal_objects, self.eye_height)
         self.bounds = self.layout.bounds
         self.objects: list[SceneObject] = self.layout.objects
         self.movers: list[MovingObject] = self.layout.movers
@@ -78,14 +98,28 @@ class ProceduralRoom:
         self._style(rng)
         for piece in self.layout.pieces:
             self._dress(piece, rng)
+        if self.goal_objects:
+            self._add_goal_objects(goal_pieces, grng)
         self._build(rng)
+        if self.goal_objects:  # movers in the goal objects' way are not drawn (built all the same: the draws stay the room's)
+            keep = movers_clear_of(self.object_goal, self.movers)
+            self.movers = self.layout.movers = [m for m, k in zip(self.movers, keep) if k]
+            self._mover_sids = [s for s, k in zip(self._mover_sids, keep) if k]
         self._ray_cache: dict = {}
         self._time_cache: tuple | None = None
         self._last_K: np.ndarray | None = None
 
     def __reduce__(self):
-        """Pickle as (seed, fov): the room is a pure function of them."""
-        return (ProceduralRoom, (self.seed, self.fov_deg))
+        """Pickle as (seed, fov, goal objects): the room is a pure function of them."""
+        return (ProceduralRoom, (self.seed, self.fov_deg, self.goal_objects))
+
+    def _add_goal_objects(self, pieces: list[Piece], grng: np.random.Generator) -> None:
+        """Dress the placed goal objects with their own generator (the room's is not touched) and add them."""
+        for piece, obj in zip(pieces, self.object_goal.objects):
+            tile = (self._tex(tx.solid(grng, np.asarray(tx.PALETTE[piece.color]), 0.02)), 1.0, 1.0)
+            piece.skins = {"body": {"front": tile, "side": tile, "top": tile} if piece.boxes else tile}
+            self.layout.pieces.append(piece)
+            self.layout.objects.append(obj)  # walked around like furniture (is_free)
 
     def __repr__(self) -> str:
         (x0, y0, _), (x1, y1, z1) = self.bounds
