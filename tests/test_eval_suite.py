@@ -175,6 +175,7 @@ def test_suite_smoke_is_reproducible(tmp_path, capsys):
     s = a["summary"]
     assert set(s) >= {"near", "explore", "explore: explorer", "explore: random", "return", "return view"}
     assert s["explore: explorer"]["frames"] == 12 and s["return view"]["frames"] == 4  # 2 loops x 2 trajectories
+    assert s["near"]["frames"] == 4 and s["near: off the start pose"]["frames"] == 3  # L L R R: back at the start after step 4
     # the oracle's frames are the truth: every model source is exact, the oracle baseline too
     for g in s.values():
         for src in ("latent", "rgb", "none", "oracle", "codec"):

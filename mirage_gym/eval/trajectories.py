@@ -336,8 +336,8 @@ TRAJECTORIES = ("leave_and_return", "walk_out_and_back")
 _L, _R, _F, _B, _SL, _SR, _U, _D = (Action.TURN_LEFT, Action.TURN_RIGHT, Action.FORWARD, Action.BACKWARD,
                                     Action.STRAFE_LEFT, Action.STRAFE_RIGHT, Action.LOOK_UP, Action.LOOK_DOWN)
 # Small moves and turns around the start pose: +-30 degrees of turn, +-10 of
-# pitch, 0.5 m forward and 0.25 m to either side, back at the start pose
-# after every 4 steps (so the start view itself is re-shown five times).
+# pitch, 0.5 m forward and 0.25 m to either side; back at the start pose
+# after steps 4, 8, 12, 14, 16, 18 and 20 (7 of the 20 frames re-show the start view).
 NEAR = [_L, _L, _R, _R, _R, _R, _L, _L, _F, _F, _B, _B, _SR, _SL, _SL, _SR, _U, _D, _D, _U]
 
 
