@@ -474,6 +474,19 @@ def command_line(args: SuiteArgs) -> str:
     return " ".join(parts)
 
 
+def code_commit() -> str | None:
+    """The checkout's commit (the explorer plans on the env's coverage: its
+    trajectories follow the code), or None outside a git checkout."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def _jsonable_scores(s: dict) -> dict:
     return {k: [None if not math.isfinite(x) else round(float(x), 4) for x in v] for k, v in s.items()}
 
@@ -592,7 +605,7 @@ def main(args: SuiteArgs, explicit=None) -> dict:
 
     command = command_line(args)
     machine = machine_info(args.threads)
-    result = {"mode": "suite", "args": asdict(args), "command": command, "machine": machine, "world_model": label,
+    result = {"mode": "suite", "args": asdict(args), "command": command, "machine": machine, "world_model": label, "commit": code_commit(),
               "date": datetime.datetime.now().isoformat(timespec="seconds"), "seconds": took, "timings_s": timings,
               "summary": summary, "c2st": c2, "drift_db_per_loop": drifts,
               "runs": [{"key": r.key, "part": r.part, "name": r.name, "seed": r.seed, "start_pose": r.pose,
@@ -604,7 +617,7 @@ def main(args: SuiteArgs, explicit=None) -> dict:
     write_json(out / "eval.json", result)
     md = ["## Evaluation: every frame an agent sees", "", "```", command, "```", "",
           f"Machine: {machine['cpu']}, {machine['logical_cores']} logical cores; torch {machine['torch']}, {args.threads} thread(s). "
-          f"Run {result['date']}, took {took / 60:.1f} min. Rooms: {', '.join(str(s) for s in args.seeds)}; explore: "
+          f"Run {result['date']}{', commit ' + result['commit'] if result['commit'] else ''}, took {took / 60:.1f} min. Rooms: {', '.join(str(s) for s in args.seeds)}; explore: "
           + ", ".join(f"{r.name} in {r.seed}" for r in runs if r.part == "explore") + f". Seed {args.seed}.", ""]
     md += [tb.markdown() for tb in tables]
     if c2:
