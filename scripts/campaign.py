@@ -72,14 +72,18 @@ def point(args) -> None:
         else:
             den = Path(args.denoiser_dir)
             weights = Path(tmp) / "weights"
-            subprocess.run([sys.executable, "-m", "mirage_gym.cli", "train", "export", "--vae-dir", str(SHIPPED),
-                            "--geometry-dir", str(SHIPPED), "--denoiser-dir", str(den), "--out", str(weights)], check=True)
+            if not args.from_eval:
+                subprocess.run([sys.executable, "-m", "mirage_gym.cli", "train", "export", "--vae-dir", str(SHIPPED),
+                                "--geometry-dir", str(SHIPPED), "--denoiser-dir", str(den), "--out", str(weights)], check=True)
             seconds, steps = training_seconds(den), json.loads((den / "state.json").read_text())["step"]
-        out = Path(tmp) / "eval"
-        cmd = [sys.executable, "-m", "mirage_gym.cli", "eval", "--world-model", str(weights), "--out", str(out),
-               "--threads", "1"] + (["--quick"] if args.quick else []) + ["--no-strips"]
-        subprocess.run(cmd, check=True)
-        result = json.loads((out / "eval.json").read_text())
+        if args.from_eval:  # a suite run already made on these weights
+            result = json.loads(Path(args.from_eval).read_text())
+        else:
+            out = Path(tmp) / "eval"
+            cmd = [sys.executable, "-m", "mirage_gym.cli", "eval", "--world-model", str(weights), "--out", str(out),
+                   "--threads", "1"] + (["--quick"] if args.quick else []) + ["--no-strips"]
+            subprocess.run(cmd, check=True)
+            result = json.loads((out / "eval.json").read_text())
     row = {"label": args.label, "denoiser_steps": steps, "cpu_hours": round(seconds / 3600, 3), "quick": args.quick,
            **{k: round(v, 4) for k, v in headline(result).items()}}
     LOG.parent.mkdir(exist_ok=True)
@@ -120,6 +124,7 @@ def main() -> None:
     p.add_argument("--weights", default="", help="a weights folder, evaluated as it is")
     p.add_argument("--label", required=True)
     p.add_argument("--quick", action="store_true", help="the suite's one-room size")
+    p.add_argument("--from-eval", default="", help="an eval.json of a suite run on the same weights (skips the run)")
     p.set_defaults(run=point)
     sub.add_parser("plot", help="draw docs/campaign_curve.png").set_defaults(run=plot)
     args = ap.parse_args()
