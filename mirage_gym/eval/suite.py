@@ -95,8 +95,8 @@ class SuiteArgs:
     voxel_size: float = 0.0  # latent memory dedup voxel (m); 0: the env's default
     depth_source: str = "auto"  # depth for memory writes: auto (the model's head) | model | scene (ground truth)
     seed: int = 0  # seeds the policies, the generator's noise and the classifier test
-    c2st: list = field(default_factory=lambda: ["latent", "rgb", "none", "codec"])  # sources the classifier test scores ([] to skip)
-    c2st_steps: int = 200  # classifier training steps (batch 64)
+    c2st: list = field(default_factory=lambda: ["latent", "rgb", "none", "codec"])  # sources the classifier test scores
+    c2st_steps: int = 200  # classifier training steps (batch 64); 0 skips the test
     strips: bool = True  # write contact sheets and curves (PNG)
     threads: int = 1
 
@@ -573,7 +573,7 @@ def main(args: SuiteArgs, explicit=None) -> dict:
     drifts = drift(runs, scores, args.memories) if args.loops >= 2 else {}
     timings["scoring_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    c2 = run_c2st(args, runs, truths, frames) if args.c2st else {}
+    c2 = run_c2st(args, runs, truths, frames) if args.c2st and args.c2st_steps > 0 else {}
     timings["c2st_s"] = time.perf_counter() - t
 
     files = {}
