@@ -1,4 +1,4 @@
-"""The `mirage-gym` command: demo | bench | eval | collect | train | play."""
+"""The `mirage-gym` command: demo | bench | eval | collect | train | play | score."""
 
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     _play_command(sub)
     _bench_command(sub)
     _eval_command(sub)
+    _score_command(sub)
     ns = parser.parse_args(argv)
     result = ns.run(ns)
     return result if isinstance(result, int) else 0
@@ -130,6 +131,16 @@ def _eval_command(sub):
                        description=suite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_args_tracking_explicit(p, suite.SuiteArgs)
     p.set_defaults(run=lambda ns: suite.main(*_explicit_namespace(suite.SuiteArgs, ns)))
+
+
+def _score_command(sub):
+    from .agents import score
+
+    p = sub.add_parser("score", help="transfer score: PPO trained in the learned world(s) and the oracle, all scored in the "
+                                     "oracle world on held-out rooms; writes runs/score/", description=score.__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_args_tracking_explicit(p, score.ScoreArgs)
+    p.set_defaults(run=lambda ns: score.main(*_explicit_namespace(score.ScoreArgs, ns)))
 
 
 def _add_args_tracking_explicit(parser: argparse.ArgumentParser, cls) -> None:

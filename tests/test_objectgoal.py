@@ -14,7 +14,7 @@ from mirage_gym.agents.objectgoal import ObjectGoalExpert, PoseOnlyPolicy
 from mirage_gym.envs.tasks import GOAL_TASK_COLORS
 from mirage_gym.geometry import pose_from_yaw_pitch
 from mirage_gym.scenes import GOAL_COLORS, GOAL_KINDS, NoSpaceForGoals, ProceduralRoom
-from mirage_gym.scenes.layout import FURNITURE_KINDS
+from mirage_gym.scenes.layout import FURNITURE_KINDS, GOAL_SHAPES
 
 ORACLE = "MirageRoomObjectGoalOracle64-v0"
 
@@ -63,7 +63,7 @@ def test_goal_layout_and_every_goal_object_in_the_first_frame():
         w2c = np.linalg.inv(c2w.numpy().astype(np.float64))
         for obj in goal.objects:
             centre = obj.center.copy()
-            centre[2] = min(centre[2], 0.4)  # a point on the object low enough to be in view from up close
+            centre[2] = obj.center[2] + obj.size[2] / 2 - GOAL_SHAPES[obj.kind]  # the middle of its cube, sphere or pillar top
             p = w2c[:3, :3] @ centre + w2c[:3, 3]
             u, v = (K.numpy()[:2, :2] @ (p[:2] / p[2]) + K.numpy()[:2, 2]).astype(int)
             assert 0 <= u < 64 and 0 <= v < 64, obj.name
@@ -167,3 +167,15 @@ def test_a_room_without_space_is_refused_by_name_and_skipped_in_draws():
         env.reset(options={"scene_seed": seed})
     _, info = env.reset(seed=0)  # draws go on to a room with space
     assert env.unwrapped.sim.episodes[0].scene.object_goal is not None
+
+
+def test_room_episodes_reuses_a_room_with_each_object_as_the_target_in_turn():
+    env = gym.make(ORACLE, scene_seeds="train", room_episodes=4)
+    seen = []
+    for i in range(5):
+        _, info = env.reset(seed=7) if i == 0 else env.reset()
+        seen.append((info["scene_seed"], info["target"]))
+    assert len({s for s, _ in seen[:4]}) == 1 and len({t for _, t in seen[:4]}) == 4
+    assert seen[4][0] != seen[0][0]  # the fifth episode is in a new room
+    _, first = gym.make(ORACLE, scene_seeds="train").reset(seed=7)
+    assert (first["scene_seed"], first["target"]) == seen[0]  # the room's own target comes first

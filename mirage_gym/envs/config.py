@@ -59,6 +59,7 @@ class EnvConfig:
     goal_bonus: float = 10.0
     goal_objects: int = 4  # objectgoal: coloured objects in view at the start (the target and its distractors), 3-4
     goal_facing_deg: float = 30.0  # objectgoal: an object within reach counts when its centre is this close to the heading
+    room_episodes: int = 1  # objectgoal: a sub-env's consecutive episodes in one room, each aiming at another of its objects
     goal_obs: Any = None  # add obs["goal"] (target colour, kind indices): None = for objectgoal only; true also for goal
     render_size: int = 256  # height of the render() debug view
     model_kwargs: dict = field(default_factory=dict)  # extra kwargs for load_world_model
@@ -108,6 +109,8 @@ class EnvConfig:
             raise ValueError("the objectgoal task always observes its goal (obs['goal']); leave goal_obs unset")
         if not _is_int(self.goal_objects) or not 3 <= self.goal_objects <= 4:
             raise ValueError(f"goal_objects must be an integer from 3 to 4, got {self.goal_objects!r}")
+        if not _is_int(self.room_episodes) or self.room_episodes < 1:
+            raise ValueError(f"room_episodes must be a positive integer, got {self.room_episodes!r}")
         if not (_is_number(self.goal_facing_deg) and 0.0 < self.goal_facing_deg <= 180.0):
             raise ValueError(f"goal_facing_deg must be a number in (0, 180], got {self.goal_facing_deg!r}")
         for name in ("memory_obs", "return_gt"):

@@ -58,6 +58,7 @@ class Episode:
     memory: object = None
     coverage: CoverageMap = None
     task: Task = None
+    room_episodes: int = 0  # objectgoal: episodes run in the current room (see EnvConfig.room_episodes)
     context_latent: torch.Tensor = None  # (C, h, w)
     context_c2w: torch.Tensor = None  # (4, 4)
     last_rgb: np.ndarray = None  # (H, W, 3) the frame the agent sees now
@@ -222,8 +223,11 @@ class MirageSimulation:
         # on failure the generator is rewound, so a rejected reset leaves no trace.
         rng_state = rng.bit_generator.state
         try:
+            reuse = False
             if self.cfg.task == "objectgoal":  # the room's draw can repeat: the generator's seed comes after it
-                scene = self._draw_scene(ep.scene, rng, options)
+                reuse = (ep.scene is not None and 0 < ep.room_episodes < self.cfg.room_episodes
+                         and ep.room_episodes < len(ep.scene.object_goal.objects) and "scene_seed" not in options)
+                scene = ep.scene if reuse else self._draw_scene(ep.scene, rng, options)
                 generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
             else:
                 seed = None if self.cfg.scene is not None else self._scene_seed(rng, options)
@@ -251,6 +255,10 @@ class MirageSimulation:
         ep.memory = self._new_memory()
         ep.coverage = CoverageMap(scene, self.cfg.voxel_size) if self.cfg.task == "explore" else None
         ep.task = make_task(self.cfg)
+        if self.cfg.task == "objectgoal":  # the room's own target first, then its other objects in turn
+            ep.room_episodes = ep.room_episodes + 1 if reuse else 1
+            goal = scene.object_goal
+            ep.task.target_index = (goal.target + ep.room_episodes - 1) % len(goal.objects)
         task_info = ep.task.reset(scene, ep.agent.position, rng, yaw=ep.agent.yaw)
 
         # The start image is a real render of the room, as Mirage starts from a real image.

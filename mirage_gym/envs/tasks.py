@@ -18,7 +18,7 @@
   ``goal_facing_deg`` of the heading). The first goal object reached ends
   the episode: success (``info["is_success"]``, plus ``goal_bonus``) if it
   is the target, a failure (minus WRONG_COST) otherwise. Shaping: the
-  decrease of the distance to the target (m) plus half the decrease of the
+  decrease of the distance to the target (m) plus the decrease of the
   heading error to it (rad), minus STEP_COST.
 * ``none``: no reward, never terminates (free roaming, photos).
 
@@ -39,7 +39,7 @@ from ..scenes.textures import PALETTE
 
 STEP_COST = 0.01
 WRONG_COST = 1.0  # objectgoal: reaching a distractor
-FACING_WEIGHT = 0.5  # objectgoal shaping: metres of progress per radian of heading error removed
+FACING_WEIGHT = 1.0  # objectgoal shaping: metres of progress per radian of heading error removed
 GOAL_TASK_COLORS = tuple(PALETTE)  # the goal task's targets are furniture: any palette colour, any furniture kind
 
 
@@ -130,6 +130,7 @@ class ObjectGoalTask(Task):
         self.bonus = float(bonus)
         self.objects: tuple = ()
         self.target = None
+        self.target_index: int | None = None  # None: the room's own target
         self.potential = 0.0
 
     def _bind(self, scene) -> None:
@@ -137,7 +138,8 @@ class ObjectGoalTask(Task):
         if goal is None:
             raise ValueError(f"scene {getattr(scene, 'seed', '?')} has no goal objects; the objectgoal task needs "
                              "ProceduralRoom(seed, goal_objects=N)")
-        self.objects, self.target = goal.objects, goal.objects[goal.target]
+        self.objects = goal.objects
+        self.target = goal.objects[goal.target if self.target_index is None else self.target_index]
 
     def _potential(self, position, yaw) -> float:
         return -(float(self.target.distance_xy(position[:2])) + FACING_WEIGHT * heading_error(self.target, position, yaw))
@@ -177,9 +179,12 @@ class ObjectGoalTask(Task):
         self.potential = float(state["potential"])
         if scene is not None:
             self._bind(scene)
-            if state["target"] != self.target.name:
-                raise ValueError(f"objectgoal target {state['target']!r} is not the target of scene {scene.seed}; "
+            names = [o.name for o in self.objects]
+            if state["target"] not in names:
+                raise ValueError(f"objectgoal target {state['target']!r} is not a goal object of scene {scene.seed}; "
                                  "restore a snapshot taken in the same room")
+            self.target_index = names.index(state["target"])
+            self.target = self.objects[self.target_index]
 
 
 def goal_space(task: str) -> spaces.MultiDiscrete:

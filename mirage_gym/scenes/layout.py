@@ -473,7 +473,10 @@ class RoomLayout:
 GOAL_STREAM = 0x0B1EC7
 GOAL_COLORS = ("red", "green", "blue", "yellow")
 GOAL_KINDS = ("cube", "sphere", "pillar")
-GOAL_SHAPES = {"cube": 0.22, "sphere": 0.24, "pillar": 0.2}  # footprint half-width / radius (m); pillars are 1.3 m tall
+GOAL_SHAPES = {"cube": 0.22, "sphere": 0.24, "pillar": 0.2}  # footprint half-width / radius (m)
+GOAL_STAND_M = 0.05  # radius of the stand a goal cube or sphere sits on
+# plain, saturated colours (the furniture's palette colours of the same names are duller and jittered)
+GOAL_RGB = {"red": (0.88, 0.1, 0.08), "green": (0.1, 0.72, 0.16), "blue": (0.1, 0.26, 0.95), "yellow": (0.96, 0.84, 0.08)}
 GOAL_BEARING_DEG = 38.0  # objects stand within this bearing of the start heading (the view is +-45 deg)
 GOAL_DISTANCE_M = (1.4, 3.6)  # centre distance from the start position
 GOAL_TARGET_DISTANCE_M = (2.2, 3.6)  # the target's: far enough that walking blind rarely runs into it
@@ -508,21 +511,24 @@ def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def goal_piece(kind: str, color: str, xy) -> Piece:
-    """The geometry of one goal object standing on the floor at ``xy``."""
+    """The geometry of one goal object standing on the floor at ``xy``: a
+    cube or a sphere on a thin stand (tops at about 0.95 m, above most
+    furniture), or a pillar 1.3 m tall."""
     x, y = float(xy[0]), float(xy[1])
     r = GOAL_SHAPES[kind]
     p = Piece(kind, color)
-    if kind == "cube":
-        p.boxes.append((np.array([x - r, y - r, 0.0]), np.array([x + r, y + r, 2 * r]), "body"))
-        p.dims = (2 * r, 2 * r, 2 * r)
-    elif kind == "sphere":
-        p.footprint = "circle"
-        p.spheres.append((np.array([x, y, r]), r, "body"))
-        p.dims = (2 * r, 2 * r, 2 * r)
-    else:  # pillar
-        p.footprint = "circle"
+    p.footprint = "box" if kind == "cube" else "circle"
+    if kind == "pillar":
         p.cylinders.append((x, y, r, 0.0, 1.3, "body", "body"))
         p.dims = (2 * r, 2 * r, 1.3)
+        return p
+    top = 0.5 if kind == "cube" else 0.5 - 0.5 * r  # the stand's top; the sphere sits a little into it
+    p.cylinders.append((x, y, GOAL_STAND_M, 0.0, top, "body", "body"))
+    if kind == "cube":
+        p.boxes.append((np.array([x - r, y - r, top]), np.array([x + r, y + r, top + 2 * r]), "body"))
+    else:
+        p.spheres.append((np.array([x, y, top + r]), r, "body"))
+    p.dims = (2 * r, 2 * r, top + 2 * r)
     return p
 
 

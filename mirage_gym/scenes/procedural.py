@@ -25,7 +25,7 @@ import torch
 
 from ..geometry import check_intrinsics, check_pose, check_size, intrinsics_from_fov, pose_from_yaw_pitch, scale_intrinsics
 from . import textures as tx
-from .layout import (GOAL_STREAM, WALL_NORMALS, MovingObject, NoSpaceForGoals, ObjectGoalLayout, Piece, RoomLayout, SceneObject,
+from .layout import (GOAL_RGB, GOAL_STREAM, WALL_NORMALS, MovingObject, NoSpaceForGoals, ObjectGoalLayout, Piece, RoomLayout, SceneObject,
                      WallFixture, movers_clear_of, place_goal_objects)
 from .raycast import (
     DECAL_CELL, DecalGrid, Lighting, Primitives, Rays, Surface, SurfaceTable, curved_uv, depth_static, planar_uv,
@@ -116,8 +116,9 @@ class ProceduralRoom:
     def _add_goal_objects(self, pieces: list[Piece], grng: np.random.Generator) -> None:
         """Dress the placed goal objects with their own generator (the room's is not touched) and add them."""
         for piece, obj in zip(pieces, self.object_goal.objects):
-            tile = (self._tex(tx.solid(grng, np.asarray(tx.PALETTE[piece.color]), 0.02)), 1.0, 1.0)
-            piece.skins = {"body": {"front": tile, "side": tile, "top": tile} if piece.boxes else tile}
+            tile = (self._tex(tx.solid(grng, np.asarray(GOAL_RGB[piece.color]), 0.02)), 1.0, 1.0)
+            piece.skins = {"body": tile, "box": {"front": tile, "side": tile, "top": tile}}
+            piece.boxes = [(lo, hi, "box") for lo, hi, _ in piece.boxes]
             self.layout.pieces.append(piece)
             self.layout.objects.append(obj)  # walked around like furniture (is_free)
 
