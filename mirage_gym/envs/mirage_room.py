@@ -78,15 +78,25 @@ class MirageRoomEnv(gym.Env):
       (w, x, y, z) of the camera-to-world rotation (OpenCV camera axes);
     * ``memory`` (only with ``memory_obs=True``): ``float32 (C+1, h, w)``,
       the memory read at the current pose: warped latent (C channels) and
-      coverage mask.
+      coverage mask;
+    * ``goal`` (``task="objectgoal"``, or ``"goal"`` with ``goal_obs=True``):
+      ``MultiDiscrete`` (colour index, kind index) of the target.
 
     ## Rewards
 
     ``task="explore"`` (default): the fraction of the room's visible surface
-    newly seen this step (ground-truth geometry), so the return is the final
-    coverage. ``task="goal"``: the decrease of distance (m) to a target
-    object named in ``info["target"]``, minus 0.01 per step, plus
-    ``goal_bonus`` (10) on arrival. ``task="none"``: always 0.
+    newly seen this step (ground-truth geometry, counted on one ray per 4x4
+    pixels of the observation), so the return is the final coverage.
+    ``task="goal"``: the decrease of distance (m) to a target object named in
+    ``info["target"]``, minus 0.01 per step, plus ``goal_bonus`` (10) on
+    arrival. ``task="objectgoal"``: "go to the <colour> <kind>" among four
+    goal objects in the first frame's view; the decrease of distance (m) and
+    heading error (rad) to the target, minus 0.01 per step, plus
+    ``goal_bonus`` if the first goal object reached (within
+    ``goal_radius_m``, facing it within ``goal_facing_deg``) is the target,
+    minus 1 if it is another (:mod:`mirage_gym.envs.tasks`). ``task="none"``:
+    always 0. Every reward and termination is a function of the room and
+    the agent's poses only, the same in every world model.
 
     ## Starting State
 
@@ -129,7 +139,13 @@ class MirageRoomEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release. Explore coverage is counted on one ground-truth
+      path for every world model (before, the oracle reduced its own depth
+      maps and the learned world rendered a latent-size view: the same
+      actions scored differently, issue 20).
+    * MirageRoomGoal-v1: the goal task with ``obs["goal"]``.
+    * MirageRoomObjectGoal-v0, MirageRoomObjectGoalOracle64-v0: the
+      object-goal task (docs/transfer.md).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 8}

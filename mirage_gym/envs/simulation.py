@@ -40,8 +40,8 @@ STATE_VERSION = 1
 # model made (its frames, depth or latent grid), so the same actions from the
 # same seed give the same rewards in every world model and memory setting.
 COVERAGE_STRIDE = 4
-# objectgoal: a drawn room without space for the goal objects (about a third
-# of rooms) is skipped for another draw, at most this many times
+# objectgoal: a drawn room without space for the goal objects (about one
+# room in six) is skipped for another draw, at most this many times
 MAX_ROOM_DRAWS = 64
 
 
@@ -148,7 +148,7 @@ class MirageSimulation:
             except NoSpaceForGoals:
                 if "scene_seed" in options:
                     raise ValueError(f"room {seed} has no space for {self.cfg.goal_objects} goal objects in view "
-                                     "(about a third of rooms); pick another scene_seed, or omit it") from None
+                                     "(about one room in six); pick another scene_seed, or omit it") from None
                 if isinstance(self.cfg.scene_seeds, int) and not isinstance(self.cfg.scene_seeds, bool):
                     raise ValueError(f"scene_seeds={seed}: that room has no space for {self.cfg.goal_objects} goal objects "
                                      "in view; pick another seed") from None

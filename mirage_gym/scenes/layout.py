@@ -553,7 +553,7 @@ def place_goal_objects(layout: RoomLayout, rng: np.random.Generator, n: int, eye
     object takes the first of ``candidates`` random spots in its sector
     that passes every check. Movers are not looked at: :func:`movers_clear_of`
     says which of them keep out of the objects' way. Raises
-    :class:`NoSpaceForGoals` when a room is too crowded (about a third of
+    :class:`NoSpaceForGoals` when a room is too crowded (about one in six
     rooms, mostly the smaller ones)."""
     if not 3 <= n <= len(GOAL_COLORS):
         raise ValueError(f"goal_objects must be between 3 and {len(GOAL_COLORS)}, got {n}")
