@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from ..models.tiny.config import TinyConfig
 from ..models.tiny.world_model import DEFAULT_WEIGHTS, build_networks, save_weights_folder
-from .frozen import denoiser_state_dict, is_weights_folder, load_or_measure_stats, run_args
+from .frozen import denoiser_state_dict, is_weights_folder, load_or_measure_stats, run_args, weights_config
 
 
 @dataclass
@@ -56,19 +56,17 @@ def _init_record(folder: Path) -> dict:
 def _trained_pin(folder: Path, default: float) -> float:
     """The pin threshold a denoiser was trained with: its run's args, or its weights folder's config."""
     if is_weights_folder(folder):
-        return float(json.loads((folder / "world_model.json").read_text())["config"].get("memory_pin", default))
+        return weights_config(folder).memory_pin
     return float(run_args(folder).get("memory_pin", default))
 
 
 def _load_network(name: str, net, folder: Path) -> dict:
     """Load ``net`` from a checkpoint or a weights folder; return its training record."""
     if is_weights_folder(folder):
-        from safetensors.torch import load_file as load
-
         if name == "denoiser":
             net.load_state_dict(denoiser_state_dict(folder))
         else:
-            net.load_state_dict({k: v.float() for k, v in load(str(folder / name / "diffusion_pytorch_model.safetensors")).items()})
+            net.load_state_dict({k: v.float() for k, v in load_file(str(folder / name / "diffusion_pytorch_model.safetensors")).items()})
         return json.loads((folder / "world_model.json").read_text()).get("training", {}).get(name, {})
     ckpt = folder / "model.safetensors"
     if not ckpt.is_file():
@@ -91,7 +89,7 @@ def main(args: ExportArgs) -> Path:
     cfg.memory_pin = args.memory_pin if args.memory_pin >= 0 else _trained_pin(folders["denoiser"], cfg.memory_pin)
     record = {name: _load_network(name, net, folders[name]) for name, net in nets.items()}
     if is_weights_folder(folders["vae"]):  # the latent statistics travel with the VAE
-        saved = TinyConfig.from_dict(json.loads((folders["vae"] / "world_model.json").read_text())["config"])
+        saved = weights_config(folders["vae"])
         cfg.latent_mean, cfg.latent_std = saved.latent_mean, saved.latent_std
     else:
         cfg = load_or_measure_stats(folders["vae"].parent, nets["vae"], cfg)

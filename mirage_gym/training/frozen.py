@@ -34,6 +34,11 @@ def is_weights_folder(path) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
+def weights_config(folder) -> TinyConfig:
+    """The config a weights folder was exported with (sizes, sampler settings, latent statistics)."""
+    return TinyConfig.from_dict(json.loads((Path(folder) / "world_model.json").read_text())["config"])
+
+
 def load_frozen_codec(vae_dir, geometry_dir, cfg: TinyConfig):
     """The frozen VAE, geometry head (None if untrained) and the config with
     its latent statistics, from a weights folder (``vae_dir`` holds
@@ -43,15 +48,17 @@ def load_frozen_codec(vae_dir, geometry_dir, cfg: TinyConfig):
     if is_weights_folder(vae_dir):
         from diffusers import AutoencoderTiny
 
-        saved = TinyConfig.from_dict(json.loads((Path(vae_dir) / "world_model.json").read_text())["config"])
+        saved = weights_config(vae_dir)
         cfg.latent_mean, cfg.latent_std = saved.latent_mean, saved.latent_std
         vae = AutoencoderTiny.from_pretrained(Path(vae_dir) / "vae", use_safetensors=True, local_files_only=True,
                                               torch_dtype=torch.float32)
         geometry_folder = Path(geometry_dir or vae_dir)
-        geometry = (GeometryHead.from_pretrained(geometry_folder / "geometry", use_safetensors=True, local_files_only=True,
-                                                 torch_dtype=torch.float32) if is_weights_folder(geometry_folder)
-                    else load_trained_geometry(geometry_folder, cfg))
-        return vae.eval().requires_grad_(False), geometry if geometry is None else geometry.eval().requires_grad_(False), cfg
+        if is_weights_folder(geometry_folder):
+            geometry = GeometryHead.from_pretrained(geometry_folder / "geometry", use_safetensors=True, local_files_only=True,
+                                                    torch_dtype=torch.float32).eval().requires_grad_(False)
+        else:
+            geometry = load_trained_geometry(geometry_folder, cfg)
+        return vae.eval().requires_grad_(False), geometry, cfg
     vae = load_trained_vae(vae_dir, cfg)
     cfg = load_or_measure_stats(Path(vae_dir).parent, vae, cfg)
     return vae, load_trained_geometry(geometry_dir, cfg), cfg

@@ -24,11 +24,12 @@ segment takes as context, exactly as in the env. The target stays the
 ground-truth latent, so the model learns to recover from its own output.
 
 Objective (models/tiny/pipeline.py): denoising of the residual over the
-memory at the sampler's own noise levels and EDM's log-normal, on *every*
-cell (the model refines what the memory shows as well as making what it
-does not), plus a small adversarial term: a conditional patch critic on
-latents (trained alongside, not shipped) judges the denoised latent against
-the ground truth, given the context, the memory and the camera motion. The
+memory at the sampler's own noise levels and EDM's log-normal, on the cells
+the sampler does not pin (``memory_pin``; every cell with pinning off),
+plus a small adversarial term: a conditional patch critic on latents
+(trained alongside, not shipped) judges latents composed as the sampler
+returns them against the ground truth composed the same way, given the
+context, the memory and the camera motion. The
 squared error alone is minimised by the average of every plausible frame,
 which a few-step sampler returns as fog in unseen space; the critic
 penalises that average.
@@ -267,7 +268,7 @@ def main(args: DenoiserArgs) -> dict:
     if args.init_from and not (out / "state.json").is_file():
         unet.load_state_dict(denoiser_state_dict(args.init_from))  # weights only: a fresh optimizer and schedule
         tqdm.write(f"starting from the UNet in {args.init_from}")
-    critic = LatentCritic(3 * cfg.latent_channels + 1 + 6) if args.adversarial_weight > 0 else None
+    critic = LatentCritic(cfg.denoiser_in_channels) if args.adversarial_weight > 0 else None
     model = DenoiserWithCritic(unet, critic)
     rollout = make_sampler(unet, cfg)  # the model's own output becomes context and memory
     pool: deque = deque(maxlen=args.pool_size)

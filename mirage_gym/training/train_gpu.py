@@ -97,7 +97,7 @@ def main(args: GpuArgs) -> dict:
         raise RuntimeError("--device cuda but torch sees no CUDA GPU; pass --device cpu to run on the CPU")
     vae, geometry, cfg = load_frozen_codec(args.vae_dir, "", TinyConfig(memory_pin=args.memory_pin))
     unet = build_denoiser(cfg)
-    model = DenoiserWithCritic(unet, LatentCritic(3 * cfg.latent_channels + 1 + 6) if args.adversarial_weight > 0 else None)
+    model = DenoiserWithCritic(unet, LatentCritic(cfg.denoiser_in_channels) if args.adversarial_weight > 0 else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     state = load_checkpoint(out / "checkpoint", model, optimizer)
     if state is None:
