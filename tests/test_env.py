@@ -92,6 +92,23 @@ def test_collision_stays_put():
     assert collided, "walking forward 15 m in a room of at most 8 m must hit something"
 
 
+def test_scripted_trajectories_follow_the_envs_collision_rule():
+    """eval.trajectories.simulate (bench, eval suite) moves the body exactly as the env does."""
+    from mirage_gym.eval.trajectories import simulate
+
+    env = make()
+    env.reset(seed=0, options=SEED_OPTS)
+    ep = env.unwrapped.sim.episodes[0]
+    actions = [Action.FORWARD] * 40 + [Action.TURN_LEFT] * 3 + [Action.FORWARD] * 10
+    traj = simulate(ep.scene, ep.agent, actions, frames_per_step=1)
+    blocked = []
+    for action, state in zip(actions, traj.states[1:]):
+        info = env.step(action)[-1]
+        blocked.append(info["collided"])
+        assert np.allclose(env.unwrapped.sim.episodes[0].agent.position, state.position)
+    assert blocked == list(traj.collided) and any(blocked)
+
+
 def test_continuous_actions():
     env = make(action_type="continuous")
     env.reset(seed=0, options=SEED_OPTS)

@@ -131,3 +131,22 @@ def apply_motion(state: AgentState, motion: np.ndarray, cfg: MotionConfig) -> Ag
     dx = cfg.move_m * (forward * c + strafe * s)
     dy = cfg.move_m * (forward * s - strafe * c)
     return AgentState(state.x + dx, state.y + dy, state.z, yaw, pitch)
+
+
+def can_move(scene, start: AgentState, end: AgentState) -> bool:
+    """The collision rule, the only one: a move is allowed when its end point
+    and its midpoint are free (``scene.is_free`` at its own clearance);
+    turning on the spot always is."""
+    if start.x == end.x and start.y == end.y:
+        return True
+    mid = (start.position + end.position) / 2
+    return bool(scene.is_free(end.position)) and bool(scene.is_free(mid))
+
+
+def move_body(scene, state: AgentState, motion: np.ndarray, cfg: MotionConfig) -> tuple[AgentState, bool]:
+    """The body state after a motion under the collision rule, and whether
+    the move was blocked (a blocked move stays put; rotations still apply)."""
+    target = apply_motion(state, motion, cfg)
+    if can_move(scene, state, target):
+        return target, False
+    return AgentState(state.x, state.y, state.z, target.yaw, target.pitch), True

@@ -3,7 +3,7 @@ and its vector twin (the single env is a batch of one).
 
 One step, for every stepped episode at once (DESIGN.md):
 
-    action -> camera path (K poses)            actions.apply_motion, geometry.camera_path
+    action -> camera path (K poses)            actions.move_body, geometry.camera_path
            -> memory read at the K poses       warped latents + masks + depth
            -> world_model.generate             K new latents (+ depth, static prob)
            -> world_model.decode_segment       K frames
@@ -28,7 +28,7 @@ from ..images import to_model, to_uint8
 from ..memory import LatentSpatialMemory, RGBPointCloudMemory
 from ..models import SegmentRequest, load_world_model
 from ..scenes import HELD_OUT_SEED_START, NoSpaceForGoals, ProceduralRoom
-from .actions import AgentState, MotionConfig, apply_motion
+from .actions import AgentState, MotionConfig, move_body
 from .config import EnvConfig
 from .coverage import CoverageMap
 from .tasks import Task, make_task
@@ -297,10 +297,7 @@ class MirageSimulation:
         eps = [self.episodes[i] for i in indices]
         collided, paths, times = [], [], []
         for ep, motion in zip(eps, motions):
-            target = apply_motion(ep.agent, motion, self.motion)
-            blocked = not self._can_move(ep.scene, ep.agent, target)
-            if blocked:  # a blocked move stays put; rotations still apply
-                target = AgentState(ep.agent.x, ep.agent.y, ep.agent.z, target.yaw, target.pitch)
+            target, blocked = move_body(ep.scene, ep.agent, motion, self.motion)
             collided.append(blocked)
             paths.append(camera_path(ep.agent.c2w(), target.c2w(), K))
             times.append(ep.time + self._frame_times)
@@ -346,15 +343,6 @@ class MirageSimulation:
                     self._render_truth(ep.scene, paths_t[b, -1], ep.time)["rgb"]
             results.append(StepResult(self._obs(ep, frames[b, -1]), reward, terminated, info))
         return results
-
-    def _can_move(self, scene, start: AgentState, end: AgentState) -> bool:
-        if start.x == end.x and start.y == end.y:
-            return True
-        end_xyz = end.position
-        mid = (start.position + end_xyz) / 2
-        if isinstance(scene, ProceduralRoom):  # takes (N, 3): both points in one call
-            return bool(scene.is_free(np.stack([end_xyz, mid])).all())
-        return bool(scene.is_free(end_xyz)) and bool(scene.is_free(mid))
 
     def _read_batch(self, eps, paths):
         """Memory warped to every target pose: latent (B,K,C,h,w), mask (B,K,h,w), depth (B,K,h,w)."""

@@ -2,8 +2,8 @@
 
 Everything here is expressed as env *actions* (:class:`mirage_gym.Action`)
 and turned into camera poses by :func:`simulate`, which moves a camera body
-exactly as the env does (``envs.actions.apply_motion``; a move is blocked
-when its end point or midpoint is not free space; the K frames of a step
+exactly as the env does (``envs.actions.move_body``, the one collision
+rule; the K frames of a step
 follow ``geometry.camera_path``). So a benchmark that drives the memories
 directly and one that steps the env see the same camera paths.
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..envs.actions import Action, AgentState, MotionConfig, action_to_motion, apply_motion
+from ..envs.actions import Action, AgentState, MotionConfig, action_to_motion, move_body
 from ..geometry import camera_path
 
 __all__ = [
@@ -76,20 +76,9 @@ class Trajectory:
         return [s.x, s.y, math.degrees(s.yaw)]
 
 
-def _can_move(room, start: AgentState, end: AgentState) -> bool:
-    """The env's collision rule (MirageSimulation._can_move)."""
-    if start.x == end.x and start.y == end.y:
-        return True
-    mid = (start.position + end.position) / 2
-    return bool(room.is_free(end.position)) and bool(room.is_free(mid))
-
-
 def step_state(room, state: AgentState, action, motion: MotionConfig = MotionConfig()) -> tuple[AgentState, bool]:
     """The body state after one discrete action, and whether it was blocked."""
-    target = apply_motion(state, action_to_motion(action, "discrete"), motion)
-    if not _can_move(room, state, target):
-        return AgentState(state.x, state.y, state.z, target.yaw, target.pitch), True
-    return target, False
+    return move_body(room, state, action_to_motion(action, "discrete"), motion)
 
 
 def final_state(room, start: AgentState, actions, motion: MotionConfig = MotionConfig()) -> AgentState:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import torch
 
-from ..envs.actions import Action, AgentState, MotionConfig, action_to_motion, apply_motion
+from ..envs.actions import Action, AgentState, MotionConfig, action_to_motion, move_body
 from ..geometry import intrinsics_from_fov, pose_from_yaw_pitch
 from ..scenes import HELD_OUT_SEED_START, ProceduralRoom
 
@@ -54,10 +54,7 @@ def trajectory(scene, rng: np.random.Generator, length: int, motion: MotionConfi
     state = AgentState(x, y, z, math.atan2(fwd[1], fwd[0]), 0.0)
     states = [state]
     for a in action_plan(rng, length):
-        nxt = apply_motion(state, action_to_motion(a, "discrete"), motion)
-        mid = (state.position + nxt.position) / 2
-        if not (scene.is_free(nxt.position) and scene.is_free(mid)):
-            nxt = AgentState(state.x, state.y, state.z, nxt.yaw, nxt.pitch)
+        nxt, _ = move_body(scene, state, action_to_motion(a, "discrete"), motion)
         states.append(nxt)
         state = nxt
     return states
