@@ -1,7 +1,7 @@
 """The maths of MirageRoom for a batch of episodes, shared by the single env
 and its vector twin (the single env is a batch of one).
 
-One step, for every stepped episode at once (DESIGN.md):
+One step, for every stepped episode at once (docs/design.md):
 
     action -> camera path (K poses)            actions.move_body, geometry.camera_path
            -> memory read at the K poses       warped latents + masks + depth

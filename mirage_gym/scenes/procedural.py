@@ -131,7 +131,7 @@ class ProceduralRoom:
 
     @property
     def is_held_out(self) -> bool:
-        """Seeds from 1,000,000 up are for evaluation only (DESIGN.md)."""
+        """Seeds from 1,000,000 up are for evaluation only (docs/design.md)."""
         return self.seed >= HELD_OUT_SEED_START
 
     @property
