@@ -6,6 +6,7 @@ import json
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from mirage_gym import Action
@@ -111,3 +112,23 @@ def test_gpu_trainer_runs_on_the_cpu_resumes_and_exports_weights_the_env_loads(t
     env.reset(seed=0)
     obs, *_ = env.step(Action.FORWARD)
     assert obs["rgb"].shape == (64, 64, 3)
+
+
+def test_sample_pool_fills_once_refills_at_its_rate_and_stays_bounded():
+    from mirage_gym.training.pool import SamplePool
+
+    made = []
+
+    def make(rng):
+        made.append(len(made))
+        return [{"x": torch.full((2,), float(len(made)))} for _ in range(3)]  # one "trajectory" = 3 samples
+
+    pool = SamplePool(make, size=10, warm=6, refill=0.25)
+    rng = np.random.default_rng(0)
+    batch = pool.batch(rng, 5)
+    assert batch["x"].shape == (5, 2) and len(made) == 2  # warmed to 6 samples, nothing owed yet
+    for _ in range(7):
+        pool.batch(rng, 5)
+    assert len(made) == 4 and len(pool) == 10  # 8 calls x 0.25 = 2 more trajectories; the oldest sample dropped
+    with pytest.raises(ValueError, match="refill"):
+        SamplePool(make, size=10, warm=6, refill=-1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from ..envs.actions import Action, AgentState, MotionConfig, action_to_motion, move_body
 from ..geometry import intrinsics_from_fov, pose_from_yaw_pitch

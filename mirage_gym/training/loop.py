@@ -2,7 +2,8 @@
 
 Seeded, resumable (safetensors checkpoints every ``checkpoint_every`` steps
 and on Ctrl-C), cosine learning rate with warm-up, tqdm progress, and a
-JSON-lines log of losses that a later run appends to.
+JSON-lines log of losses that a later run appends to, and at every
+checkpoint the trainer's held-out figures appended to ``eval.jsonl``.
 """
 
 from __future__ import annotations
@@ -45,12 +46,28 @@ def cosine_lr(step: int, args: LoopArgs) -> float:
 
 
 def train(model: torch.nn.Module, args: LoopArgs, loss_fn: Callable[[torch.nn.Module, np.random.Generator], dict],
-          on_checkpoint: Callable[[int], None] | None = None, desc: str = "train") -> dict:
+          evaluate: Callable[[int], dict] | None = None, score_start: bool = False, desc: str = "train") -> dict:
     """Run ``loss_fn`` (returns a dict with a scalar tensor ``loss`` and floats
-    to log) for ``args.steps`` optimizer steps, resuming from ``args.out_dir``."""
+    to log) for ``args.steps`` optimizer steps, resuming from ``args.out_dir``.
+
+    ``evaluate(step)`` -> held-out figures, run in eval mode at every
+    checkpoint and appended to ``eval.jsonl``; with ``score_start`` also
+    before the first step of a new run (the figures to compare with)."""
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+
+    def on_checkpoint(step: int) -> None:
+        if evaluate is None:
+            return
+        model.eval()
+        scores = evaluate(step)
+        model.train()
+        with open(out / "eval.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **scores}) + "\n")
+
+    if score_start and not (out / "eval.jsonl").is_file():
+        on_checkpoint(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     state = load_checkpoint(out, model, optimizer) or {"step": 0, "elapsed_s": 0.0}
     step = int(state["step"])
@@ -69,8 +86,7 @@ def train(model: torch.nn.Module, args: LoopArgs, loss_fn: Callable[[torch.nn.Mo
             return
         saved_at[0] = step
         save_checkpoint(out, model, optimizer, {"step": step, "elapsed_s": elapsed0 + time.time() - start, "seed": args.seed})
-        if on_checkpoint is not None:
-            on_checkpoint(step)
+        on_checkpoint(step)
 
     # `kill` (SIGTERM) and a background job's SIGINT end the run like Ctrl-C: with a checkpoint.
     def stop(signum, frame):

@@ -27,8 +27,6 @@ undo warp blur at the cost of sharp tokens.
 
 from __future__ import annotations
 
-import json
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from ..models.tiny.config import TinyConfig
 from ..models.tiny.pipeline import COVERED, MemoryResidualSampler, condition
 from .frozen import load_or_measure_stats, load_trained_geometry, load_trained_sampler, load_trained_vae
 from .loop import LoopArgs, train
+from .pool import SamplePool
 from .train_denoiser import SampleMaker, evaluate_denoiser
 from .train_vae import edge_loss, evaluate_vae, vae_loss
 
@@ -56,7 +55,7 @@ class DecoderArgs(LoopArgs):
     warmup: int = 50
     trajectory_length: int = 12
     pool_size: int = 1500
-    refill_rate: float = 0.5  # trajectories added to the pool per step
+    refill: float = 0.5  # trajectories added to the pool per step
     rollout_fraction: float = 0.25  # share of trajectories whose frames the denoiser generates (as in the env)
     generated_weight: float = 0.2  # loss weight of pixels in cells the sampler generates (1 where memory pins)
 
@@ -99,38 +98,28 @@ def main(args: DecoderArgs) -> dict:
     maker = SampleMaker(vae, geometry, cfg)
     scale = (maker.std, maker.mean)
     vae.decoder.requires_grad_(True)
-    out = Path(args.out_dir)
-    pool: deque = deque(maxlen=args.pool_size)
     keys = ("context", "mask", "plucker", "target")  # the memory itself is replaced by the target (see the loss)
 
-    def refill(rng):
+    def trajectory_samples(rng):
         with torch.no_grad():
             s = maker(rng, args.trajectory_length, noise=False,
                       rollout=sampler if rng.random() < args.rollout_fraction else None)
-        for i in range(s["target"].shape[0]):
-            pool.append({**{k: s[k][i] for k in keys}, "rgb": torch.from_numpy(s["rgb"][int(s["index"][i])])})
+        return [{**{k: s[k][i] for k in keys}, "rgb": torch.from_numpy(s["rgb"][int(s["index"][i])])}
+                for i in range(s["target"].shape[0])]
+
+    pool = SamplePool(trajectory_samples, args.pool_size, warm=20 * args.trajectory_length, refill=args.refill)
 
     def loss_fn(model, rng):
-        while len(pool) < min(args.pool_size, 20 * args.trajectory_length):
-            refill(rng)
-        if rng.random() < args.refill_rate:
-            refill(rng)
+        batch = pool.batch(rng, args.batch_size)
         half = args.batch_size // 2
-        idx = rng.integers(0, len(pool), args.batch_size)
-        generated = {k: torch.stack([pool[i][k] for i in idx[:half]]) for k in pool[0]}
-        clean = to_model(torch.stack([pool[i]["rgb"] for i in idx[half:]]))
+        generated = {k: v[:half] for k, v in batch.items()}
+        clean = to_model(batch["rgb"][half:])
         gen = generated_decode_loss(model, sampler, generated, cfg, scale, args.generated_weight)
         rec = vae_loss(model, clean)
         return {"loss": gen["loss"] + rec["loss"], "l1_gen": gen["l1_gen"], "l1_rec": rec["l1"]}
 
-    def on_checkpoint(step):
-        vae.eval()
-        scores = {**evaluate_vae(vae, cfg.image_size), **evaluate_denoiser(unet, maker)}
-        vae.train()
-        with open(out / "eval.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **scores}) + "\n")
+    def evaluate(step):
+        return {**evaluate_vae(vae, cfg.image_size), **evaluate_denoiser(unet, maker)}
 
-    out.mkdir(parents=True, exist_ok=True)
-    if not (out / "eval.jsonl").is_file():
-        on_checkpoint(0)  # the starting decoder's scores, to compare every checkpoint with
-    return train(vae, args, loss_fn, on_checkpoint=on_checkpoint, desc="decoder")
+    # the starting decoder scored first, to compare every checkpoint with
+    return train(vae, args, loss_fn, evaluate=evaluate, score_start=True, desc="decoder")

@@ -43,7 +43,6 @@ of a step and each sample is drawn about five times.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ from ..models.tiny.world_model import DEFAULT_WEIGHTS, make_sampler
 from .data import random_scene, render_views, trajectory
 from .frozen import denoiser_state_dict, load_frozen_codec
 from .loop import LoopArgs, train
+from .pool import SamplePool
 
 GENERATED_NOISE = 0.05  # on latents written to memory after the start frame
 CONTEXT_NOISE = 0.15  # on the context latent of every segment but the first
@@ -271,36 +271,21 @@ def main(args: DenoiserArgs) -> dict:
     critic = LatentCritic(cfg.denoiser_in_channels) if args.adversarial_weight > 0 else None
     model = DenoiserWithCritic(unet, critic)
     rollout = make_sampler(unet, cfg)  # the model's own output becomes context and memory
-    pool: deque = deque(maxlen=args.pool_size)
-    owed = [0.0]
     data_times: deque = deque(maxlen=args.log_every)
 
-    def refill(rng):
+    def trajectory_samples(rng):
         own = rng.random() < args.rollout_fraction
         unet.eval()
         s = maker(rng, args.trajectory_length, rollout=rollout if own else None)
         unet.train()
-        for i in range(s["target"].shape[0]):
-            pool.append({k: s[k][i] for k in ("context", "memory", "mask", "plucker", "target")})
+        return [{k: s[k][i] for k in ("context", "memory", "mask", "plucker", "target")} for i in range(s["target"].shape[0])]
+
+    pool = SamplePool(trajectory_samples, args.pool_size, warm=40 * args.trajectory_length, refill=args.refill)
 
     def loss_fn(model, rng):
         started = time.perf_counter()
-        while len(pool) < min(args.pool_size, 40 * args.trajectory_length):
-            refill(rng)
-        owed[0] += args.refill
-        while owed[0] >= 1:
-            owed[0] -= 1
-            refill(rng)
+        batch = pool.batch(rng, args.batch_size)
         data_times.append(time.perf_counter() - started)  # logged as a mean: rendering's share of a step
-        idx = rng.integers(0, len(pool), args.batch_size)
-        batch = {k: torch.stack([pool[i][k] for i in idx]) for k in pool[0]}
         return {**denoiser_loss(model, batch, rng, cfg, args.adversarial_weight), "data_s": float(np.mean(data_times))}
 
-    def on_checkpoint(step):
-        unet.eval()
-        scores = evaluate_denoiser(unet, maker)
-        unet.train()
-        with open(out / "eval.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **scores}) + "\n")
-
-    return train(model, args, loss_fn, on_checkpoint=on_checkpoint, desc="denoiser")
+    return train(model, args, loss_fn, evaluate=lambda step: evaluate_denoiser(unet, maker), desc="denoiser")

@@ -26,8 +26,6 @@ the plain one.
 
 from __future__ import annotations
 
-import json
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from .checkpoint import load_checkpoint
 from .data import random_views
 from .frozen import load_or_measure_stats, load_trained_geometry, load_trained_sampler, load_trained_vae
 from .loop import LoopArgs, train
+from .pool import SamplePool
 
 
 def geometry_targets(views: dict, grid: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,7 +77,7 @@ class GeometryArgs(LoopArgs):
     generated_fraction: float = 0.5
     trajectory_length: int = 8
     pool_size: int = 2000
-    refill_rate: float = 0.25  # rollouts added to the pool per step
+    refill: float = 0.25  # rollouts added to the pool per step
 
 
 @torch.no_grad()
@@ -95,31 +94,25 @@ def evaluate_geometry(head, vae, cfg: TinyConfig, count: int = 128) -> dict:
     return {"depth_rel_err_median": float(rel.median()), "static_accuracy": float(acc)}
 
 
-class GeneratedFrames:
-    """A pool of (latent, depth, static) for frames the denoiser generated in
-    rollouts, each with the ground truth of the pose it was generated for."""
+def generated_frames(maker, sampler, trajectory_length: int, held_out: bool = False):
+    """``make`` for a :class:`SamplePool` of (latent, depth, static) for the
+    frames the denoiser generated in a rollout, each with the ground truth of
+    the pose it was generated for."""
 
-    def __init__(self, maker, sampler, trajectory_length: int, size: int):
-        self.maker, self.sampler, self.length = maker, sampler, trajectory_length
-        self.items: deque = deque(maxlen=size)
-
-    def add_rollout(self, rng: np.random.Generator, held_out: bool = False) -> None:
-        s = self.maker(rng, self.length, held_out=held_out, rollout=self.sampler)
+    def make(rng: np.random.Generator) -> list[dict]:
+        s = maker(rng, trajectory_length, held_out=held_out, rollout=sampler)
         frames = np.arange(1, s["written"].shape[0])  # frame 0 is the real start frame
-        depth, static = grid_targets(s["depth_true"][frames], s["static_true"][frames], self.maker.cfg.latent_size)
-        for i, f in enumerate(frames):
-            self.items.append((s["written"][f], depth[i], static[i]))
+        depth, static = grid_targets(s["depth_true"][frames], s["static_true"][frames], maker.cfg.latent_size)
+        return [{"latent": s["written"][f], "depth": depth[i], "static": static[i]} for i, f in enumerate(frames)]
 
-    def batch(self, rng: np.random.Generator, n: int) -> tuple[torch.Tensor, ...]:
-        idx = rng.integers(0, len(self.items), n)
-        return tuple(torch.stack([self.items[i][k] for i in idx]) for k in range(3))
+    return make
 
 
 @torch.no_grad()
-def evaluate_on_generated(head, frames: GeneratedFrames) -> dict:
+def evaluate_on_generated(head, frames: SamplePool) -> dict:
     """Static accuracy and *precision* (share of cells called static that
     are: a false "static" lets generated sky into memory) on held-out rollouts."""
-    latents, depth, static = (torch.stack([it[k] for it in frames.items]) for k in range(3))
+    latents, depth, static = (torch.stack([it[k] for it in frames.items]) for k in ("latent", "depth", "static"))
     log_depth, logit = head(latents)
     called = logit > 0
     valid = static & torch.isfinite(depth)
@@ -149,37 +142,30 @@ def main(args: GeometryArgs) -> dict:
             latents = (vae.encode(to_model(views["rgb"])).latents - mean) / std
         depth, static = geometry_targets(views, cfg.latent_size)
         if n_generated:
-            while len(generated.items) < min(args.pool_size, 8 * args.trajectory_length):
-                generated.add_rollout(rng)
-            if rng.random() < args.refill_rate:
-                generated.add_rollout(rng)
-            g_latents, g_depth, g_static = generated.batch(rng, n_generated)
-            latents, depth, static = torch.cat([latents, g_latents]), torch.cat([depth, g_depth]), torch.cat([static, g_static])
+            g = generated.batch(rng, n_generated)
+            latents, depth, static = torch.cat([latents, g["latent"]]), torch.cat([depth, g["depth"]]), torch.cat([static, g["static"]])
         return geometry_loss(model, latents, depth, static)
 
-    def on_checkpoint(step):
-        head.eval()
+    def evaluate(step):
         scores = evaluate_geometry(head, vae, cfg)
         if held_out is not None:
             scores.update(evaluate_on_generated(head, held_out))
-        head.train()
-        with open(out / "eval.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **scores}) + "\n")
+        return scores
 
-    if args.init_from and not (out / "eval.jsonl").is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        on_checkpoint(0)  # the starting head's scores, to compare every checkpoint with
-    return train(head, args, loss_fn, on_checkpoint=on_checkpoint, desc="geometry")
+    # a fine-tune scores its starting head first, to compare every checkpoint with
+    return train(head, args, loss_fn, evaluate=evaluate, score_start=bool(args.init_from), desc="geometry")
 
 
-def _generated_pools(args: GeometryArgs, vae, cfg: TinyConfig) -> tuple[GeneratedFrames, GeneratedFrames]:
+def _generated_pools(args: GeometryArgs, vae, cfg: TinyConfig) -> tuple[SamplePool, SamplePool]:
     """(training pool, fixed held-out pool) of frames the frozen denoiser generates."""
     from .train_denoiser import SampleMaker
 
     maker = SampleMaker(vae, load_trained_geometry(args.geometry_for_rollouts, cfg), cfg)
     sampler = load_trained_sampler(args.denoiser_dir, cfg)
-    held_out = GeneratedFrames(maker, sampler, args.trajectory_length, size=10_000)
+    held_out = SamplePool(generated_frames(maker, sampler, args.trajectory_length, held_out=True), 10_000, warm=0, refill=0)
     rng = np.random.default_rng(2468)
     for _ in range(6):
-        held_out.add_rollout(rng, held_out=True)
-    return GeneratedFrames(maker, sampler, args.trajectory_length, args.pool_size), held_out
+        held_out.add(rng)
+    training = SamplePool(generated_frames(maker, sampler, args.trajectory_length), args.pool_size,
+                          warm=8 * args.trajectory_length, refill=args.refill)
+    return training, held_out

@@ -11,9 +11,7 @@ bicubic 4x-down-and-up baseline a 4x latent must beat.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,16 +69,8 @@ class VaeArgs(LoopArgs):
 def main(args: VaeArgs) -> dict:
     cfg = TinyConfig(image_size=args.image_size, latent_channels=args.latent_channels)
     vae = build_vae(cfg)
-    out = Path(args.out_dir)
 
     def loss_fn(model, rng):
         return vae_loss(model, to_model(random_views(rng, args.batch_size, args.image_size)["rgb"]))
 
-    def on_checkpoint(step):
-        vae.eval()
-        scores = evaluate_vae(vae, args.image_size)
-        vae.train()
-        with open(out / "eval.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **scores}) + "\n")
-
-    return train(vae, args, loss_fn, on_checkpoint=on_checkpoint, desc="vae")
+    return train(vae, args, loss_fn, evaluate=lambda step: evaluate_vae(vae, args.image_size), desc="vae")
