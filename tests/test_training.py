@@ -20,6 +20,8 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
     no_eval = lambda unet, maker, count=6: {"psnr_all": 0.0, "psnr_seen": 0.0}  # noqa: E731
     monkeypatch.setattr(train_denoiser, "evaluate_denoiser", no_eval)
     monkeypatch.setattr(train_decoder, "evaluate_denoiser", no_eval)
+    rollouts = train_denoiser.evaluate_rollouts  # run for real, at smoke size
+    monkeypatch.setattr(train_denoiser, "evaluate_rollouts", lambda unet, maker: rollouts(unet, maker, count=1, length=4))
     root = tmp_path / "ckpt"
     common = dict(threads=1, checkpoint_every=2, log_every=1, warmup=1)
     train_vae.main(train_vae.VaeArgs(out_dir=str(root / "vae"), steps=2, batch_size=2, **common))
@@ -35,6 +37,8 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
     train_denoiser.main(args)
     assert json.loads((root / "denoiser" / "state.json").read_text())["step"] == 3
     assert json.loads((root / "denoiser" / "log.jsonl").read_text().splitlines()[-1])["step"] == 3
+    last = json.loads((root / "denoiser" / "eval.jsonl").read_text().splitlines()[-1])
+    assert 0 <= last["rollout_pinned_share_late"] <= 1 and last["rollout_edge_ratio_early"] >= 0
 
     # The optional fine-tunes on the model's own frames: the geometry head (generated latents, true labels) ...
     train_geometry.main(train_geometry.GeometryArgs(out_dir=str(root / "geometry_gen"), vae_dir=str(root / "vae"),

@@ -260,6 +260,30 @@ def evaluate_denoiser(unet, maker: SampleMaker, count: int = 6) -> dict:
     return {k: float(torch.nanmean(torch.cat(v))) for k, v in scores.items()}
 
 
+@torch.no_grad()
+def evaluate_rollouts(unet, maker: SampleMaker, count: int = 4, length: int = 32) -> dict:
+    """Held-out trajectories the model generates end to end (its own frames
+    become context and memory, as in the env): PSNR, edge-energy and
+    pixel-std ratios of the first and the last quarter of the segments, and
+    the share of pixels the sampler pinned to memory. One-segment figures
+    (``evaluate_denoiser``) miss what compounds over a trajectory."""
+    rng = np.random.default_rng(4048)
+    sampler = make_sampler(unet, maker.cfg)
+    quarter = length // 4
+    scores: dict[str, list] = {}
+    for _ in range(count):
+        s = maker(rng, length, held_out=True, rollout=sampler)
+        frames = to_uint8(maker.vae.decode(s["written"][1:] * maker.std + maker.mean).sample.clamp(-1, 1))
+        _, covered, _ = condition(torch.zeros(s["mask"].shape[0], 1, *s["mask"].shape[1:]), s["mask"], maker.cfg.gap_support)
+        pinned = F.interpolate((covered >= maker.cfg.memory_pin).float()[:, None], scale_factor=maker.cfg.downsample)[:, 0]
+        figures = {**frame_scores(frames, s["rgb"][1:]), "pinned_share": pinned.mean((1, 2))}
+        K = frames.shape[0] // length
+        for part, frames_of in (("early", slice(0, quarter * K)), ("late", slice((length - quarter) * K, None))):
+            for key in ("psnr", "edge_ratio", "std_ratio", "pinned_share"):
+                scores.setdefault(f"rollout_{key}_{part}", []).append(figures[key][frames_of])
+    return {k: float(torch.nanmean(torch.cat(v))) for k, v in scores.items()}
+
+
 def main(args: DenoiserArgs) -> dict:
     vae, geometry, cfg = load_frozen_codec(args.vae_dir, args.geometry_dir, TinyConfig(memory_pin=args.memory_pin))
     maker = SampleMaker(vae, geometry, cfg)
@@ -288,4 +312,7 @@ def main(args: DenoiserArgs) -> dict:
         data_times.append(time.perf_counter() - started)  # logged as a mean: rendering's share of a step
         return {**denoiser_loss(model, batch, rng, cfg, args.adversarial_weight), "data_s": float(np.mean(data_times))}
 
-    return train(model, args, loss_fn, evaluate=lambda step: evaluate_denoiser(unet, maker), desc="denoiser")
+    def evaluate(step):
+        return {**evaluate_denoiser(unet, maker), **evaluate_rollouts(unet, maker)}
+
+    return train(model, args, loss_fn, evaluate=evaluate, desc="denoiser")
