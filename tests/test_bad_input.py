@@ -31,6 +31,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
@@ -628,6 +629,54 @@ CASES = [
     case("env-id-unknown", "cli",
          lambda out: run_cli(["collect", "--env-id", "MirageRum-v0", "--episodes", "1", "--out", out.parent / "new"]),
          CliFailed, r"MirageRum.*(registered|Did you mean)"),
+
+    # ---------------------------------------------------------- issue 24: snapshots checked against the env
+    *[case(f"state-other-{k}", "env", (lambda kw: lambda env: env.unwrapped.set_state(other_state(**kw)))({k: v}), ValueError,
+           rf"other settings: {k}={v!r} \(this env: .*restore it into an env made with the same arguments")
+      for k, v in (("memory_capacity", 500), ("memory_update", "oldest"), ("voxel_size", 0.3), ("fov_deg", 60.0),
+                   ("move_m", 0.5), ("frames_per_step", 2))],
+    case("state-old-version", "env", lambda env: env.unwrapped.set_state(own_state(env, version=1)), ValueError,
+         r"snapshot version 1 does not match this env's version 2"),
+    case("state-other-weights", "env", lambda env: env.unwrapped.set_state(own_state(env, weights="0" * 64)), ValueError,
+         r"other world-model weights .*same world_model"),
+    case("state-nan-memory-features", "env",
+         lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {**m, "features": m["features"] * np.nan})), ValueError,
+         r"features contain NaN or inf.*pass the unmodified dict"),
+    case("state-inf-memory-positions", "env",
+         lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {**m, "positions": m["positions"] * np.inf})),
+         ValueError, r"positions contain NaN or inf.*pass the unmodified dict"),
+    case("state-more-tokens-than-capacity", "env", lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {
+        **m, "positions": m["positions"][:1].repeat(60_001, 1), "features": m["features"][:1].repeat(60_001, 1)})), ValueError,
+         r"holds 60001 points, more than its capacity 60000"),
+    case("state-negative-num_writes", "env", lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {**m, "num_writes": -3})),
+         ValueError, r"num_writes must be an integer >= 0, got -3"),
+    case("state-agent-far-away", "env", lambda env: env.unwrapped.set_state(own_state(env, agent=lambda a: [1e6] + a[1:])), ValueError,
+         r"agent position .* within \+-100 m; pass the unmodified dict"),
+    case("state-agent-in-a-wall", "env", lambda env: env.unwrapped.set_state(own_state(env, agent=lambda a: [50.0, 50.0] + a[2:])),
+         ValueError, r"agent position \[50\.0, 50\.0\] is not free space in scene 3"),
+    case("state-agent-nan", "env", lambda env: env.unwrapped.set_state(own_state(env, agent=lambda a: [np.nan] + a[1:])), ValueError,
+         r"agent must be 5 finite numbers"),
+    case("state-time-huge", "env", lambda env: env.unwrapped.set_state(own_state(env, time=1e300)), ValueError,
+         r"snapshot 'time' must be a number in \[0, 1e\+07\]"),
+    case("state-steps-float", "env", lambda env: env.unwrapped.set_state(own_state(env, steps=1.5)), ValueError,
+         r"snapshot 'steps' must be an integer"),
+    case("state-context-pose-not-rigid", "env", lambda env: env.unwrapped.set_state(own_state(env, context_c2w=lambda t: t * 2)),
+         ValueError, r"context_c2w' is not a rigid camera-to-world pose"),
+    case("memory-load-bad-last-field", "memory", lambda mem: mem.load_state_dict({**mem.state_dict(), "min_weight": 5.0}), ValueError,
+         r"state min_weight must be in \(0, 1\]"),
+    case("memory-load-nan-features", "memory",
+         lambda mem: mem.load_state_dict({**mem.state_dict(), "features": mem.state_dict()["features"] * np.nan}), ValueError,
+         r"features contain NaN or inf"),
+
+    # ---------------------------------------------------------- issue 24: bounded values, int-like actions
+    case("fps-tiny", "make", make_env(fps=1e-40), ValueError, r"fps must be a number in \[0\.01, 10000\]"),
+    case("frames_per_step-huge", "make", make_env(frames_per_step=10**9), ValueError,
+         r"frames_per_step must be an integer in \[1, 128\], got 1000000000"),
+    case("max_pitch_deg-1000", "make", make_env(max_pitch_deg=1000), ValueError, r"max_pitch_deg must be a number in \(0, 89\]"),
+    *[case(f"action-{name}", "env", (lambda a: lambda env: env.step(a))(a), ValueError,
+           r"invalid discrete action .*valid actions: 0=STAY.*not a bool, string or fraction")
+      for name, a in (("np-bool", np.array(True)), ("torch-bool", torch.tensor(True)), ("str", "3"), ("bytes", b"1"),
+                      ("fraction", Fraction(3, 2)), ("inf", float("inf")))],
 ]
 
 

@@ -228,7 +228,7 @@ class MirageRoomEnv(gym.Env):
         ``step`` returned, or what a restored snapshot shows."""
         if self._needs_reset:
             raise RuntimeError("MirageRoom: call reset() or set_state() before current_observation()")
-        return self.sim.observation(0)
+        return {k: np.array(v, copy=True) for k, v in self.sim.observation(0).items()}
 
 
 def restore_state(env: gym.Env, state: dict) -> dict:
@@ -238,17 +238,20 @@ def restore_state(env: gym.Env, state: dict) -> dict:
     Gymnasium's wrappers count: TimeLimit's elapsed steps (so the episode is
     truncated at the same step as the original) and OrderEnforcing's reset
     flag (so a freshly made env can step without a throwaway reset)."""
-    from gymnasium.wrappers import OrderEnforcing, TimeLimit
+    from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
 
     base = env.unwrapped
     if not isinstance(base, MirageRoomEnv):
         raise ValueError(f"restore_state needs a MirageRoom env (from gym.make), got {type(base).__name__}")
     base.set_state(state)  # validates fully; raises before anything changes
+    obs = base.current_observation()
     layer = env
     while isinstance(layer, gym.Wrapper):
         if isinstance(layer, TimeLimit):
             layer._elapsed_steps = int(state["steps"])
         elif isinstance(layer, OrderEnforcing):
             layer._has_reset = True
+        elif isinstance(layer, PassiveEnvChecker) and not layer.checked_reset:  # its first step compares with a reset's data
+            layer.checked_reset, layer._previous_data = True, (obs, {})
         layer = layer.env
     return base.current_observation()
