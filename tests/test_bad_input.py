@@ -348,13 +348,16 @@ def yaml_files(text, second=None):
 GOOD_YAML = "id: HardeningGood-v0\nmax_episode_steps: 10\nkwargs:\n  world_model: oracle\n  obs_size: 32\n"
 
 
+EMPTY_SAFETENSORS = b"\x02\x00\x00\x00\x00\x00\x00\x00{}"  # a valid safetensors file holding no tensor
+
+
 def tiny_layout(folder: Path, extra: dict | None = None, marker='{"kind": "tiny", "config": {}}'):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "world_model.json").write_text(marker)
     for sub in ("vae", "denoiser", "geometry"):
         (folder / sub).mkdir(exist_ok=True)
         (folder / sub / "config.json").write_text("{}")
-        (folder / sub / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 16)
+        (folder / sub / "diffusion_pytorch_model.safetensors").write_bytes(EMPTY_SAFETENSORS)
     for rel, data in (extra or {}).items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(data)
