@@ -207,3 +207,18 @@ def test_numpy_sizes_are_accepted_as_plain_ints():
     obs, _ = env.reset(seed=0)
     assert obs["rgb"].shape == (32, 32, 3)
     assert env.step(np.int64(Action.FORWARD))[4]["frames"].shape == (2, 32, 32, 3)
+
+
+def test_photo_loading_scales_16_bit_and_names_a_file_that_is_no_image(tmp_path):
+    import imageio.v3 as iio
+
+    from mirage_gym.scenes.photo import load_image
+
+    grey16 = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    iio.imwrite(tmp_path / "grey16.png", grey16)
+    img = load_image(tmp_path / "grey16.png")
+    assert img.dtype == np.uint8 and img.shape == (32, 32, 3)
+    assert img.min() == 0 and img.max() == 255 and abs(float(img.mean()) - 127.5) < 1.0, "16-bit grey saturated"
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"notes\.png is not an image file that can be read .*pass a PNG or JPEG"):
+        load_image(tmp_path / "notes.png")
