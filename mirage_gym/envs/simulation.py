@@ -257,11 +257,6 @@ class MirageSimulation:
 
     # ------------------------------------------------------------------ reset
 
-    # inference_mode rather than no_grad: nothing the env makes is ever
-    # differentiated, and skipping autograd's version counters and view
-    # tracking makes each of a step's few hundred small torch ops cheaper
-    # (oracle env, same-process A/B: 273-282 -> 311-342 steps per CPU-second,
-    # identical frames).
     def reset_episode(self, index: int, rng: np.random.Generator, options: dict | None = None) -> tuple[dict, dict]:
         """Start episode ``index`` with the env's seeded ``rng``: a transaction
         (on failure the episode and ``rng`` are as before, so a rejected reset leaves no trace)."""
@@ -274,6 +269,11 @@ class MirageSimulation:
             rng.bit_generator.state = rng_state
             raise
 
+    # inference_mode rather than no_grad: nothing the env makes is ever
+    # differentiated, and skipping autograd's version counters and view
+    # tracking makes each of a step's few hundred small torch ops cheaper
+    # (oracle env, same-process A/B: 273-282 -> 311-342 steps per CPU-second,
+    # identical frames).
     @torch.inference_mode()
     def _reset_episode(self, index: int, rng: np.random.Generator, options: dict) -> tuple[dict, dict]:
         ep = self.episodes[index]
