@@ -334,7 +334,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_collect_workers_end_with_their_driver(tmp_path, sig):
     """kill -9 or SIGTERM of the driver with --workers 2: the workers and the
     resource tracker end within seconds (they stayed alive over 60 s)."""

@@ -100,6 +100,8 @@ def _exit_with_parent(poll_s: float = 0.5) -> None:
     a daemon thread sees the parent change (the orphan is re-parented) and exits."""
     import threading
 
+    if any(t.name == "mirage-exit-with-parent" for t in threading.enumerate()):
+        return  # one watch per process (Ray reuses its workers for many tasks)
     parent = os.getppid()
 
     def watch():
