@@ -8,6 +8,8 @@ vector, pending autoresets and RNGs included.
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -222,3 +224,29 @@ def test_photo_loading_scales_16_bit_and_names_a_file_that_is_no_image(tmp_path)
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(ValueError, match=r"notes\.png is not an image file that can be read .*pass a PNG or JPEG"):
         load_image(tmp_path / "notes.png")
+
+
+@pytest.mark.parametrize("update", ["fill", "oldest", "newest"])
+def test_memory_writes_never_change_the_storage_a_checkpoint_holds(update):
+    """The contract step transactions rest on (PointMemory.checkpoint): a write
+    replaces the storage tensors and never writes into them, so a checkpoint
+    of references is enough to roll back. A storage that grows in place must
+    make checkpoint() copy what a write can overwrite."""
+    from mirage_gym.geometry import intrinsics_from_fov
+
+    g = torch.Generator().manual_seed(0)
+    mem = LatentSpatialMemory(voxel_size=0.1, capacity=150, update=update)
+    K = intrinsics_from_fov(90.0, 8, 8)
+    yaw = torch.eye(4)
+    for step in range(6):  # overlapping views (rewrites, moves to the end) and eviction at capacity
+        checkpoint = mem.checkpoint()
+        copies = [t.clone() if isinstance(t, torch.Tensor) else t for t in checkpoint]
+        yaw[:3, :3] = torch.tensor([[math.cos(step * 0.3), 0, math.sin(step * 0.3)], [0, 1, 0],
+                                    [-math.sin(step * 0.3), 0, math.cos(step * 0.3)]])
+        mem.write(torch.randn(8, 8, 8, generator=g), 1.0 + torch.rand(8, 8, generator=g), K, yaw)
+        for held, copy in zip(checkpoint, copies):
+            assert (torch.equal(held, copy) if isinstance(held, torch.Tensor) else held == copy), "a write changed stored tensors in place"
+        written = mem.checkpoint()
+        mem.rollback(checkpoint)  # back to before the write, exactly
+        assert torch.equal(mem.positions, copies[0].T) and torch.equal(mem.features, copies[1]) and mem.num_writes == copies[2]
+        mem.rollback(written)  # and forward again, to keep writing
