@@ -524,6 +524,8 @@ CASES = [
     # ---------------------------------------------------------- reset(options=...)
     case("pose-in-a-wall", "env", lambda env: env.reset(options={"scene_seed": 5, "pose": [100.0, 100.0, 0.0]}), ValueError,
          r"position \[100\.0, 100\.0\] is not free space in scene 5; pick a point inside the room"),
+    case("seed-and-pose-in-a-wall", "env", lambda env: env.reset(seed=9, options={"scene_seed": 5, "pose": [100.0, 100.0, 0.0]}),
+         ValueError, r"is not free space in scene 5"),  # the failed reset must not reseed the env either
     case("pose-two-numbers", "env", lambda env: env.reset(options={"pose": [1.0, 2.0]}), ValueError, r"options\['pose'\] must be \[x, y, yaw_deg\]"),
     case("pose-not-numbers", "env", lambda env: env.reset(options={"pose": "centre"}), ValueError, r"options\['pose'\] must be \[x, y, yaw_deg\]"),
     case("scene_seed-string", "env", lambda env: env.reset(options={"scene_seed": "3"}), ValueError,
