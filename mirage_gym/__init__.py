@@ -14,4 +14,12 @@ __version__ = "0.1.0"
 
 ENV_IDS = register_envs()
 
-__all__ = ["Action", "ENV_IDS", "__version__"]
+__all__ = ["Action", "ENV_IDS", "__version__", "restore_state"]
+
+
+def __getattr__(name):
+    if name == "restore_state":  # imported on first use: the env module pulls in the world models
+        from .envs.mirage_room import restore_state
+
+        return restore_state
+    raise AttributeError(f"module 'mirage_gym' has no attribute {name!r}")

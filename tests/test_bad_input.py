@@ -31,6 +31,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
@@ -347,13 +348,16 @@ def yaml_files(text, second=None):
 GOOD_YAML = "id: HardeningGood-v0\nmax_episode_steps: 10\nkwargs:\n  world_model: oracle\n  obs_size: 32\n"
 
 
+EMPTY_SAFETENSORS = b"\x02\x00\x00\x00\x00\x00\x00\x00{}"  # a valid safetensors file holding no tensor
+
+
 def tiny_layout(folder: Path, extra: dict | None = None, marker='{"kind": "tiny", "config": {}}'):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "world_model.json").write_text(marker)
     for sub in ("vae", "denoiser", "geometry"):
         (folder / sub).mkdir(exist_ok=True)
         (folder / sub / "config.json").write_text("{}")
-        (folder / sub / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 16)
+        (folder / sub / "diffusion_pytorch_model.safetensors").write_bytes(EMPTY_SAFETENSORS)
     for rel, data in (extra or {}).items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(data)
@@ -461,7 +465,7 @@ CASES = [
     case("obs_size-nan", "make", make_env(obs_size=float("nan")), ValueError, r"obs_size must be an integer in \[8, \d+\]"),
     case("obs_size-typo-huge", "make", make_env(obs_size=64000), ValueError, r"obs_size must be an integer in \[8, 4096\]"),
     case("obs_size-string-entry", "make", make_env(obs_size=[32, "32"]), ValueError, r"obs_size .*got \[32, '32'\]"),
-    case("frames_per_step-float", "make", make_env(frames_per_step=2.5), ValueError, r"frames_per_step must be a positive integer, got 2\.5"),
+    case("frames_per_step-float", "make", make_env(frames_per_step=2.5), ValueError, r"frames_per_step must be an integer in \[1, 128\], got 2\.5"),
     case("coverage_target-string", "make", make_env(coverage_target="0.8"), ValueError, r"coverage_target must be a number in \(0, 1\]"),
     case("memory_obs-quoted-false", "make", make_env(memory_obs="false"), ValueError, r"memory_obs must be true or false.*unquoted"),
     case("memory_capacity-bool", "make", make_env(memory_capacity=True), ValueError, r"memory_capacity must be a positive integer, got True"),
@@ -475,7 +479,7 @@ CASES = [
          r"downsample .* must be a positive integer.*model_kwargs="),
     case("obs_size-not-divisible", "make", make_env(model_kwargs={"downsample": 3}), ValueError,
          r"must be divisible by the latent downsample factor 3"),
-    case("render_size-zero", "make", make_env(render_size=0), ValueError, r"render_size must be an integer >= 16"),
+    case("render_size-zero", "make", make_env(render_size=0), ValueError, r"render_size must be an integer in \[16, 4096\]"),
     case("world_model-dict-without-name", "make", make_env(world_model={"kind": "oracle"}), ValueError, r"needs a 'name' key"),
     case("world_model-number", "make", make_env(world_model=42), ValueError, r"world_model must be a name .* a folder path"),
     case("unknown-kwarg-typo", "make", make_env(frame_per_step=2), TypeError,
@@ -520,6 +524,8 @@ CASES = [
     # ---------------------------------------------------------- reset(options=...)
     case("pose-in-a-wall", "env", lambda env: env.reset(options={"scene_seed": 5, "pose": [100.0, 100.0, 0.0]}), ValueError,
          r"position \[100\.0, 100\.0\] is not free space in scene 5; pick a point inside the room"),
+    case("seed-and-pose-in-a-wall", "env", lambda env: env.reset(seed=9, options={"scene_seed": 5, "pose": [100.0, 100.0, 0.0]}),
+         ValueError, r"is not free space in scene 5"),  # the failed reset must not reseed the env either
     case("pose-two-numbers", "env", lambda env: env.reset(options={"pose": [1.0, 2.0]}), ValueError, r"options\['pose'\] must be \[x, y, yaw_deg\]"),
     case("pose-not-numbers", "env", lambda env: env.reset(options={"pose": "centre"}), ValueError, r"options\['pose'\] must be \[x, y, yaw_deg\]"),
     case("scene_seed-string", "env", lambda env: env.reset(options={"scene_seed": "3"}), ValueError,
@@ -554,7 +560,7 @@ CASES = [
     case("state-goal-task-into-explore", "env", lambda env: env.unwrapped.set_state(other_state(task="goal")), ValueError,
          r"different memory or task setting"),
     case("state-rgb-memory-into-latent", "env", lambda env: env.unwrapped.set_state(other_state(memory="rgb")), ValueError,
-         r"'rgb' memory snapshot.*loads kind 'latent'"),
+         r"other settings: memory='rgb' \(this env: 'latent'\); restore it into an env made with the same arguments"),
     case("vector-state-index", "vec", lambda vec: vec.set_state(2, vec.get_state(0)), ValueError,
          r"sub-env index must be an int in \[0, 2\)"),
     case("vector-state-foreign", "vec", lambda vec: vec.set_state(1, other_state(task="none")), ValueError,
@@ -628,6 +634,54 @@ CASES = [
     case("env-id-unknown", "cli",
          lambda out: run_cli(["collect", "--env-id", "MirageRum-v0", "--episodes", "1", "--out", out.parent / "new"]),
          CliFailed, r"MirageRum.*(registered|Did you mean)"),
+
+    # ---------------------------------------------------------- issue 24: snapshots checked against the env
+    *[case(f"state-other-{k}", "env", (lambda kw: lambda env: env.unwrapped.set_state(other_state(**kw)))({k: v}), ValueError,
+           rf"other settings: {k}={v!r} \(this env: .*restore it into an env made with the same arguments")
+      for k, v in (("memory_capacity", 500), ("memory_update", "oldest"), ("voxel_size", 0.3), ("fov_deg", 60.0),
+                   ("move_m", 0.5), ("frames_per_step", 2))],
+    case("state-old-version", "env", lambda env: env.unwrapped.set_state(own_state(env, version=1)), ValueError,
+         r"snapshot version 1 does not match this env's version 2"),
+    case("state-other-weights", "env", lambda env: env.unwrapped.set_state(own_state(env, weights="0" * 64)), ValueError,
+         r"other world-model weights .*same world_model"),
+    case("state-nan-memory-features", "env",
+         lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {**m, "features": m["features"] * np.nan})), ValueError,
+         r"features contain NaN or inf.*pass the unmodified dict"),
+    case("state-inf-memory-positions", "env",
+         lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {**m, "positions": m["positions"] * np.inf})),
+         ValueError, r"positions contain NaN or inf.*pass the unmodified dict"),
+    case("state-more-tokens-than-capacity", "env", lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {
+        **m, "positions": m["positions"][:1].repeat(60_001, 1), "features": m["features"][:1].repeat(60_001, 1)})), ValueError,
+         r"holds 60001 points, more than its capacity 60000"),
+    case("state-negative-num_writes", "env", lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {**m, "num_writes": -3})),
+         ValueError, r"num_writes must be an integer >= 0, got -3"),
+    case("state-agent-far-away", "env", lambda env: env.unwrapped.set_state(own_state(env, agent=lambda a: [1e6] + a[1:])), ValueError,
+         r"agent position .* within \+-100 m; pass the unmodified dict"),
+    case("state-agent-in-a-wall", "env", lambda env: env.unwrapped.set_state(own_state(env, agent=lambda a: [50.0, 50.0] + a[2:])),
+         ValueError, r"agent position \[50\.0, 50\.0\] is not free space in scene 3"),
+    case("state-agent-nan", "env", lambda env: env.unwrapped.set_state(own_state(env, agent=lambda a: [np.nan] + a[1:])), ValueError,
+         r"agent must be 5 finite numbers"),
+    case("state-time-huge", "env", lambda env: env.unwrapped.set_state(own_state(env, time=1e300)), ValueError,
+         r"snapshot 'time' must be a number in \[0, 1e\+07\]"),
+    case("state-steps-float", "env", lambda env: env.unwrapped.set_state(own_state(env, steps=1.5)), ValueError,
+         r"snapshot 'steps' must be an integer"),
+    case("state-context-pose-not-rigid", "env", lambda env: env.unwrapped.set_state(own_state(env, context_c2w=lambda t: t * 2)),
+         ValueError, r"context_c2w' is not a rigid camera-to-world pose"),
+    case("memory-load-bad-last-field", "memory", lambda mem: mem.load_state_dict({**mem.state_dict(), "min_weight": 5.0}), ValueError,
+         r"state min_weight must be in \(0, 1\]"),
+    case("memory-load-nan-features", "memory",
+         lambda mem: mem.load_state_dict({**mem.state_dict(), "features": mem.state_dict()["features"] * np.nan}), ValueError,
+         r"features contain NaN or inf"),
+
+    # ---------------------------------------------------------- issue 24: bounded values, int-like actions
+    case("fps-tiny", "make", make_env(fps=1e-40), ValueError, r"fps must be a number in \[0\.01, 10000\]"),
+    case("frames_per_step-huge", "make", make_env(frames_per_step=10**9), ValueError,
+         r"frames_per_step must be an integer in \[1, 128\], got 1000000000"),
+    case("max_pitch_deg-1000", "make", make_env(max_pitch_deg=1000), ValueError, r"max_pitch_deg must be a number in \(0, 89\]"),
+    *[case(f"action-{name}", "env", (lambda a: lambda env: env.step(a))(a), ValueError,
+           r"invalid discrete action .*valid actions: 0=STAY.*not a bool, string or fraction")
+      for name, a in (("np-bool", np.array(True)), ("torch-bool", torch.tensor(True)), ("str", "3"), ("bytes", b"1"),
+                      ("fraction", Fraction(3, 2)), ("inf", float("inf")))],
 ]
 
 

@@ -321,3 +321,95 @@ def test_collect_with_a_killed_worker_stops_cleanly_and_resumes(tmp_path, refere
     assert "rerun the same command to resume" in stderr and "BrokenProcessPool" in stderr
     already = assert_no_corrupt_dataset(out)
     resume_and_compare(out, reference_collection, already)
+
+
+# ------------------------------------------------- collect: orphans, full disks, concurrent runs (issue 24)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_collect_workers_end_with_their_driver(tmp_path, sig):
+    """kill -9 or SIGTERM of the driver with --workers 2: the workers and the
+    resource tracker end within seconds (they stayed alive over 60 s)."""
+    out = tmp_path / "data"
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER.format(args={**COLLECT, "out": str(out), "workers": 2, "episodes": 8}))
+    proc = subprocess.Popen([sys.executable, str(runner)], env=CHILD_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: done_episodes(out) >= 1, proc)
+    kids = children(proc.pid)
+    assert len(kids) >= 2, "expected the worker processes (and the resource tracker)"
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=120)
+    if sig == signal.SIGTERM:  # handled as Ctrl-C: the finished episodes are kept and the hint printed
+        assert proc.returncode == 1 and "rerun the same command to resume" in stderr, stderr[-2000:]
+    end = time.monotonic() + 20
+    while time.monotonic() < end and any(_alive(k) for k in kids):
+        time.sleep(0.2)
+    assert not [k for k in kids if _alive(k)], "workers outlived their driver"
+    assert_no_corrupt_dataset(out)
+
+
+def _small_collect(out, **kw):
+    from mirage_gym.data import CollectArgs
+
+    return CollectArgs(out=str(out), **{**COLLECT, "episodes": 2, "max_episode_steps": 3, **kw})
+
+
+def test_collect_minari_with_a_relative_out_finishes(tmp_path, monkeypatch):
+    pytest.importorskip("minari")
+    from mirage_gym.data import collect_dataset, minari_io
+
+    monkeypatch.chdir(tmp_path)
+    summary = collect_dataset(_small_collect("refmin", format="minari"))  # relative, as the module's example
+    assert summary["episodes"] == 2
+    assert minari_io.load(tmp_path / "refmin").total_episodes == 2
+
+
+@pytest.mark.parametrize("where", ["minari-assembly", "final-manifest"])
+def test_collect_full_disk_at_the_end_keeps_every_episode_resumable(tmp_path, monkeypatch, where):
+    import errno
+
+    from mirage_gym.data import CollectError, collect_dataset, npz
+    from mirage_gym.data import collect as collect_module
+
+    formats = "npz,minari" if where == "minari-assembly" else "npz"
+    if where == "minari-assembly":
+        pytest.importorskip("minari")
+    out = tmp_path / "data"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as mp:
+        if where == "minari-assembly":
+            from mirage_gym.data import minari_io
+
+            mp.setattr(minari_io, "assemble", full)
+        else:
+            real = collect_module._write_json
+            mp.setattr(collect_module, "_write_json", lambda path, obj: full() if path == out / "manifest.json" else real(path, obj))
+        with pytest.raises(CollectError, match=r"all 2 episodes finished .*No space left.*free disk space .*rerun the same command"):
+            collect_dataset(_small_collect(out, format=formats))
+    assert not (out / "manifest.json").exists()
+    summary = collect_dataset(_small_collect(out, format=formats))  # the disk has room again
+    assert summary["episodes"] == 2 and summary["episodes_collected_now"] == 0, "finished episodes were collected again"
+    assert len(npz.episode_paths(out)) == 2 and not (out / ".partial").exists()
+
+
+def test_a_second_collect_into_the_same_out_is_refused_while_one_runs(tmp_path):
+    from mirage_gym.data import CollectError, collect_dataset
+    from mirage_gym.data.collect import _exclusive
+
+    out = tmp_path / "data"
+    with _exclusive(out):  # another run holds --out
+        with pytest.raises(CollectError, match=r"another `mirage-gym collect` is writing to --out .*rerun the same command"):
+            collect_dataset(_small_collect(out))
+    assert collect_dataset(_small_collect(out))["episodes"] == 2
+    assert not (out / ".collect.lock").exists()

@@ -284,3 +284,118 @@ def test_source_never_calls_an_unpickling_loader():
                 if not (isinstance(value, ast.Constant) and value.value is True) and not spread:
                     problems.append(where + " without use_safetensors=True")
     assert not problems, "unsafe loading calls:\n" + "\n".join(problems)
+
+
+# ------------------------------------------------ by content, not by name (issue 24 finding 2)
+
+
+def _torch_saved(path: Path) -> None:
+    torch.save({"w": torch.zeros(2)}, path)  # a zip of pickles: what torch.load(weights_only=True) would read
+
+
+def _sharded_pickle(folder: Path) -> None:
+    """The reported exploit: the VAE's safetensors replaced by an index that maps every key to a torch.save file."""
+    from safetensors.torch import load_file
+
+    vae = folder / "vae"
+    keys = list(load_file(vae / "diffusion_pytorch_model.safetensors"))
+    (vae / "diffusion_pytorch_model.safetensors").unlink()
+    (vae / "x.safetensors").write_bytes(b"")
+    (vae / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps({"weight_map": {k: "weights.dat" for k in keys}}))
+    _torch_saved(vae / "weights.dat")
+
+
+def _outside(folder: Path) -> Path:
+    outside = folder.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    return outside
+
+
+def _symlinked_subfolder(folder: Path) -> None:
+    outside = _outside(folder)
+    _torch_saved(outside / "weights.dat")
+    (folder / "extra").symlink_to(outside, target_is_directory=True)
+
+
+def _symlinked_file(folder: Path) -> None:
+    outside = _outside(folder)
+    shutil.copy(folder / "vae" / "diffusion_pytorch_model.safetensors", outside / "v.safetensors")
+    (folder / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    (folder / "vae" / "diffusion_pytorch_model.safetensors").symlink_to(outside / "v.safetensors")
+
+
+def _index_out_of_folder(folder: Path) -> None:
+    shutil.copy(folder / "vae" / "diffusion_pytorch_model.safetensors", _outside(folder) / "v.safetensors")
+    (folder / "vae" / "diffusion_pytorch_model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "../../outside/v.safetensors"}}))
+
+
+CONTENT_VARIANTS = {
+    "sharded-index-to-torch-save": (_sharded_pickle, r"vae/weights\.dat: neither safetensors nor text"),
+    "dat-suffix": (lambda f: _torch_saved(f / "denoiser" / "weights.dat"), r"denoiser/weights\.dat: neither safetensors nor text"),
+    "no-suffix": (lambda f: (f / "geometry" / "weights").write_bytes(pickle.dumps({"w": 1})),
+                  r"geometry/weights: neither safetensors nor text"),
+    "empty-safetensors": (lambda f: (f / "vae" / "x.safetensors").write_bytes(b""), r"vae/x\.safetensors: not a safetensors file"),
+    "symlinked-subfolder-out": (_symlinked_subfolder, r"extra: a symlink out of the folder"),
+    "symlinked-file-out": (_symlinked_file, r"vae/diffusion_pytorch_model\.safetensors: a symlink out of the folder"),
+    "index-names-a-file-outside": (_index_out_of_folder, r"names shard '\.\./\.\./outside/v\.safetensors': only \*\.safetensors files in the same folder"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(CONTENT_VARIANTS))
+def test_weights_folder_is_checked_by_content_not_by_suffix(tiny_folder, tmp_path, variant, guard):
+    import gymnasium as gym
+
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_folder, folder)
+    plant, pattern = CONTENT_VARIANTS[variant]
+    plant(folder)
+    with pytest.raises(ValueError, match=r"refusing to load .*" + pattern + r".*safetensors only"):
+        gym.make("MirageRoom-v0", world_model=str(folder))
+
+
+def _poison(folder: Path, sub: str, change) -> None:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / sub / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(path)
+    change(tensors)
+    save_file(tensors, path)
+
+
+def _nan_decoder(tensors):
+    key = next(k for k in tensors if k.startswith("decoder."))
+    tensors[key] = tensors[key] * float("nan")
+
+
+def _set_config(folder: Path, **changes) -> None:
+    meta = json.loads((folder / "world_model.json").read_text())
+    meta["config"].update(changes)
+    (folder / "world_model.json").write_text(json.dumps(meta))
+
+
+BROKEN_FOLDERS = {
+    "nan-decoder-weights": (lambda f: _poison(f, "vae", _nan_decoder), r"vae holds NaN or inf weights .*healthy checkpoint"),
+    "missing-tensor": (lambda f: _poison(f, "denoiser", lambda t: t.pop(next(iter(t)))),
+                       r"denoiser does not load: the weights file lacks conv_in\.bias \(a tensor is missing"),
+    "downsample-zero": (lambda f: _set_config(f, downsample=0), r"downsample must be an integer in \[1, 64\], got 0"),
+    "denoise-steps-huge": (lambda f: _set_config(f, denoise_steps=1_000_000),
+                           r"denoise_steps must be an integer in \[1, 1000\], got 1000000"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(BROKEN_FOLDERS))
+def test_broken_weights_folder_gives_a_clear_error(tiny_folder, tmp_path, variant, guard):
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_folder, folder)
+    change, pattern = BROKEN_FOLDERS[variant]
+    change(folder)
+    with pytest.raises(ValueError, match=pattern):
+        load_world_model(str(folder), image_size=(64, 64))
+
+
+def test_the_shipped_weights_pass_the_content_check():
+    from mirage_gym.models.safe_loading import folder_problems
+    from mirage_gym.models.tiny.world_model import DEFAULT_WEIGHTS
+
+    assert folder_problems(DEFAULT_WEIGHTS) == []

@@ -127,7 +127,7 @@ class MirageSB3VecEnv(VecEnv):
         setattr(self.venv, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        if method_name in ("get_state", "set_state"):
+        if method_name in ("get_state", "set_state", "current_observation"):  # per sub-env
             return [getattr(self.venv, method_name)(i, *method_args, **method_kwargs) for i in self._get_indices(indices)]
         result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
         return [result for _ in self._get_indices(indices)]

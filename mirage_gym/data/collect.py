@@ -30,12 +30,14 @@ import os
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 FORMATS = ("npz", "mp4", "minari")
+LOCK_NAME = ".collect.lock"
 
 
 @dataclass
@@ -89,6 +91,25 @@ def _init_worker(threads: int) -> None:
 
     torch.set_num_threads(max(1, int(threads)))
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    _exit_with_parent()
+
+
+def _exit_with_parent(poll_s: float = 0.5) -> None:
+    """End this worker when the driver that started it is gone (kill -9 or
+    SIGTERM of the driver left both workers and the resource tracker alive):
+    a daemon thread sees the parent change (the orphan is re-parented) and exits."""
+    import threading
+
+    if any(t.name == "mirage-exit-with-parent" for t in threading.enumerate()):
+        return  # one watch per process (Ray reuses its workers for many tasks)
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mirage-exit-with-parent", daemon=True).start()
 
 
 def _worker_tmp() -> Path:
@@ -248,6 +269,57 @@ def _check_out(out: Path) -> None:
                            "created or filled; pick an --out in a folder you can write to") from None
 
 
+@contextmanager
+def _exclusive(out: Path):
+    """Hold ``out/.collect.lock`` for the whole run: a second collect into the
+    same --out stops at once with a clear message instead of both failing on
+    the shared work folders. The lock dies with its process (flock)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CollectError(f"another `mirage-gym collect` is writing to --out {out} right now; wait for it to end, "
+                               "then rerun the same command (it resumes, or says there is nothing to do)") from None
+        try:  # the file we locked must still be the one at the path (a finishing run unlinks it)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM stops a collection the way Ctrl-C does (workers shut down,
+    finished episodes kept, the resume hint printed) instead of killing the driver outright."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _parse_formats(spec: str) -> tuple:
     formats = tuple(dict.fromkeys(f.strip() for f in spec.split(",") if f.strip()))
     bad = [f for f in formats if f not in FORMATS]
@@ -282,7 +354,7 @@ def collect(args: CollectArgs) -> dict:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.policy not in ("explorer", "random") and not args.policy.startswith("explorer:") and not Path(args.policy).is_file():
         raise ValueError(f"--policy must be explorer, explorer:leave_and_return, random or an existing SB3 .zip, got {args.policy!r}")
-    out = Path(args.out)
+    out = Path(args.out).expanduser().absolute()  # Minari doubles a relative path during assembly
     _check_out(out)
     config = _config(args, formats)
     if config["env_kwargs"].get("world_model") == "tiny":
@@ -291,6 +363,16 @@ def collect(args: CollectArgs) -> dict:
         if not weights_available():
             raise CollectError("the embedded world model's weights are not in this install; "
                                "pass --world-model oracle (exact renderer) or train them (`mirage-gym train`)")
+    created = not out.exists()
+    try:
+        with _exclusive(out), _sigterm_as_interrupt():
+            return _collect(args, out, formats, config)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no empty folder
+
+
+def _collect(args: CollectArgs, out: Path, formats: tuple, config: dict) -> dict:
     if args.overwrite:
         _clear(out)
     final_manifest = out / "manifest.json"
@@ -312,8 +394,10 @@ def collect(args: CollectArgs) -> dict:
                                "rerun it with the same options, or pass --overwrite to discard it")
     for stale in partial.rglob(".*.tmp") if partial.exists() else []:
         stale.unlink()  # a write interrupted by a crash
+    # an episode's files are in .partial/, or already moved into place by a finishing run that then failed
     done = {int(k): v for k, v in state["done"].items() if int(k) < args.episodes
-            and all((partial / f).is_file() for f in _episode_files(f"episode_{int(k):06d}", formats))}
+            and all((partial / f).is_file() or (not f.startswith("minari") and (out / f).is_file())
+                    for f in _episode_files(f"episode_{int(k):06d}", formats))}
     todo = [i for i in range(args.episodes) if i not in done]
     env_kwargs = config["env_kwargs"]
     jobs = [EpisodeJob(i, args.seed + i, args.env_id, env_kwargs, config["max_episode_steps"], args.policy, formats,
@@ -358,31 +442,34 @@ def collect(args: CollectArgs) -> dict:
             stale.unlink()
         if not done:  # nothing to resume from
             shutil.rmtree(partial, ignore_errors=True)
-            if out.is_dir() and not any(out.iterdir()):
-                out.rmdir()
             raise CollectError(f"collection failed before any episode finished ({type(err).__name__}: {err})") from err
         raise CollectError(f"collection stopped after {len(done)}/{args.episodes} episodes ({type(err).__name__}: {err}); "
                            f"finished episodes are kept in {partial}: rerun the same command to resume") from err
     bar.close()
     elapsed = time.perf_counter() - start
-    summary = _finalise(out, partial, state, config, formats, args, done)
-    summary.update({
-        "episodes_collected_now": new, "seconds": round(elapsed, 2), "mode": mode,
-        "episodes_per_min": round(60 * new / elapsed, 2) if new and elapsed > 0 else None,
-        "steps_per_s": round(sum(done[j.episode_id]["steps"] for j in jobs) / elapsed, 1) if new else None,
-    })
-    _write_json(final_manifest, summary)
+    try:
+        summary = _finalise(out, partial, state, config, formats, args, done)
+        summary.update({
+            "episodes_collected_now": new, "seconds": round(elapsed, 2), "mode": mode,
+            "episodes_per_min": round(60 * new / elapsed, 2) if new and elapsed > 0 else None,
+            "steps_per_s": round(sum(done[j.episode_id]["steps"] for j in jobs) / elapsed, 1) if new else None,
+        })
+        _write_json(final_manifest, summary)
+    except BaseException as err:  # a full disk, Ctrl-C: every finished episode stays resumable
+        for stale in partial.rglob(".*.tmp"):
+            stale.unlink()
+        raise CollectError(f"all {len(done)} episodes finished but putting the collection in place failed "
+                           f"({type(err).__name__}: {err}); they are kept in {partial}: free disk space (or fix the cause) "
+                           "and rerun the same command to finish without collecting them again") from err
+    shutil.rmtree(partial, ignore_errors=True)  # only now: the final manifest is written
     return summary
 
 
 def _finalise(out: Path, partial: Path, state: dict, config: dict, formats, args: CollectArgs, done: dict) -> dict:
-    """Move finished files into place and assemble the Minari dataset."""
+    """Assemble the Minari dataset (from the shards in .partial/), then move the
+    finished files into place. .partial/ stays until the caller has written the
+    final manifest, so a failure anywhere here loses no episode."""
     ids = sorted(done)
-    for sub in ("npz", "mp4"):
-        if sub in formats:
-            (out / sub).mkdir(parents=True, exist_ok=True)
-            for f in sorted((partial / sub).glob("episode_*")):
-                os.replace(f, out / sub / f.name)
     dataset_path = None
     if "minari" in formats:
         from . import minari_io
@@ -403,7 +490,11 @@ def _finalise(out: Path, partial: Path, state: dict, config: dict, formats, args
         }
         dataset_path = minari_io.assemble(folders, out / "minari" / config["dataset_id"], config["dataset_id"], metadata)
         shutil.rmtree(work, ignore_errors=True)
-    shutil.rmtree(partial, ignore_errors=True)
+    for sub in ("npz", "mp4"):
+        if sub in formats:
+            (out / sub).mkdir(parents=True, exist_ok=True)
+            for f in sorted((partial / sub).glob("episode_*")):
+                os.replace(f, out / sub / f.name)
     returns = [done[i]["return"] for i in ids]
     return {
         "complete": True, "config": config, "episodes": len(ids), "formats": list(formats),

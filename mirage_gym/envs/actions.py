@@ -8,10 +8,12 @@ turns the old and new states into a camera path (geometry.camera_path).
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from enum import IntEnum
 
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from ..geometry import pose_from_yaw_pitch
@@ -92,19 +94,34 @@ def action_space(action_type: str) -> spaces.Space:
     raise ValueError(f"action_type must be 'discrete' or 'continuous', got {action_type!r}")
 
 
+def _discrete_action(action) -> Action | None:
+    """The Action an int-like value names, or None. Accepted: ints, numpy
+    integers, 0-d integer arrays and tensors (what policies return), floats
+    with an integral value; refused: bools (True would mean FORWARD),
+    strings, bytes, fractions, NaN and inf."""
+    if isinstance(action, (np.ndarray, torch.Tensor)):  # a 0-d array or tensor holds one python scalar
+        if action.ndim != 0:
+            return None
+        action = action.item()
+    if isinstance(action, (bool, np.bool_)):
+        return None
+    if isinstance(action, numbers.Integral):
+        value = int(action)
+    elif isinstance(action, (float, np.floating)) and math.isfinite(action) and float(action).is_integer():
+        value = int(action)
+    else:
+        return None
+    return Action(value) if value in Action._value2member_map_ else None
+
+
 def action_to_motion(action, action_type: str) -> np.ndarray:
     """Validate an action and return its (forward, strafe, yaw, pitch) in [-1, 1]."""
     if action_type == "discrete":
-        try:
-            if isinstance(action, (bool, np.bool_)):
-                raise ValueError  # True would silently mean FORWARD
-            value = int(action)
-            if isinstance(action, (float, np.floating)) and float(action) != value:
-                raise ValueError
-            a = Action(value)
-        except (TypeError, ValueError):
+        a = _discrete_action(action)
+        if a is None:
             valid = ", ".join(f"{m.value}={m.name}" for m in Action)
-            raise ValueError(f"invalid discrete action {action!r}; valid actions: {valid}") from None
+            raise ValueError(f"invalid discrete action {action!r}; valid actions: {valid} "
+                             "(an int, a numpy integer or a 0-d integer array; not a bool, string or fraction)")
         return np.asarray(_DISCRETE_MOTION[a], dtype=np.float64)
     try:
         a = np.asarray(action, dtype=np.float64)

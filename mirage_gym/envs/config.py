@@ -11,13 +11,14 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import limits
+from ..limits import MAX_OBS_SIZE
 from ..memory.point_memory import UPDATE_RULES
 
 MEMORY_KINDS = ("latent", "rgb", "none")
 TASKS = ("explore", "goal", "objectgoal", "none")
 DEPTH_SOURCES = ("auto", "model", "scene")
 SCENE_SPLITS = ("train", "eval")
-MAX_OBS_SIZE = 4096  # pixels per side; a typo such as 64000 should fail here, not as a MemoryError
 
 
 def _is_number(v) -> bool:
@@ -94,13 +95,14 @@ class EnvConfig:
         choice("depth_source", self.depth_source, DEPTH_SOURCES)
         choice("memory_update", self.memory_update, UPDATE_RULES)
         choice("action_type", self.action_type, ("discrete", "continuous"))
-        if isinstance(self.frames_per_step, bool) or not isinstance(self.frames_per_step, int) or self.frames_per_step < 1:
-            raise ValueError(f"frames_per_step must be a positive integer, got {self.frames_per_step!r}")
+        self.frames_per_step = limits.bounded_int("frames_per_step", self.frames_per_step, 1, limits.MAX_FRAMES_PER_STEP,
+                                                  "frames generated per action; mirage_gym.limits says why")
         s = self.obs_size
         sizes = [s] if _is_number(s) else list(s) if isinstance(s, (list, tuple)) else None
         if not sizes or len(sizes) != (1 if _is_number(s) else 2) or \
                 not all(_is_number(v) and math.isfinite(v) and int(v) == v and 8 <= v <= MAX_OBS_SIZE for v in sizes):
             raise ValueError(f"obs_size must be an integer in [8, {MAX_OBS_SIZE}] or [height, width] of such integers, got {s!r}")
+        self.obs_size = int(s) if _is_number(s) else [int(v) for v in sizes]  # numpy numbers become plain (JSON) ints
         if self.goal_obs is not None and not isinstance(self.goal_obs, bool):
             raise ValueError(f"goal_obs must be true, false or null, got {self.goal_obs!r}")
         if self.goal_obs is True and self.task not in ("goal", "objectgoal"):
@@ -120,8 +122,7 @@ class EnvConfig:
         self._validate_device()
         if not isinstance(self.model_kwargs, dict) or not all(isinstance(k, str) for k in self.model_kwargs):
             raise ValueError(f"model_kwargs must be a mapping of keyword arguments for the world model, got {self.model_kwargs!r}")
-        if isinstance(self.render_size, bool) or not isinstance(self.render_size, int) or self.render_size < 16:
-            raise ValueError(f"render_size must be an integer >= 16 (pixels of the render() view), got {self.render_size!r}")
+        self.render_size = limits.bounded_int("render_size", self.render_size, 16, limits.MAX_RENDER_SIZE, "pixels of the render() view")
         if isinstance(self.scene_seeds, str):
             choice("scene_seeds", self.scene_seeds, SCENE_SPLITS)
         elif isinstance(self.scene_seeds, (list, tuple)):
@@ -133,6 +134,9 @@ class EnvConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        self.fps = limits.bounded_float("fps", self.fps, limits.MIN_FPS, limits.MAX_FPS, "frames per second of scene time")
+        self.max_pitch_deg = limits.bounded_float("max_pitch_deg", self.max_pitch_deg, 0.0, limits.MAX_PITCH_DEG,
+                                                  "beyond 89 degrees the camera turns upside down", low_open=True)
         if not 0.0 < self.fov_deg < 170.0:
             raise ValueError(f"fov_deg must be in (0, 170), got {self.fov_deg!r}")
         if not (_is_number(self.coverage_target) and 0.0 < self.coverage_target <= 1.0):
@@ -141,6 +145,7 @@ class EnvConfig:
             raise ValueError(f"goal_bonus must be a finite number, got {self.goal_bonus!r}")
         if not _is_int(self.memory_capacity) or self.memory_capacity < 1:
             raise ValueError(f"memory_capacity must be a positive integer, got {self.memory_capacity!r}")
+        self.memory_capacity = int(self.memory_capacity)
         if self.scene is not None and self.return_gt:
             raise ValueError("return_gt=True needs ground truth at every pose; a photo scene has it only at its first view")
         if self.scene is not None and self.task != "none":

@@ -121,6 +121,14 @@ class CoverageMap:
             self._count = int(np.count_nonzero(flags))
         return (self._count - before) / max(1, self.surface.numel())
 
+    def checkpoint(self) -> tuple:
+        """A copy of the flags (an update writes them in place) for :meth:`rollback`."""
+        return self._flags.clone(), self._count
+
+    def rollback(self, checkpoint: tuple) -> None:
+        flags, self._count = checkpoint
+        self._flags = flags.clone()
+
     def state_dict(self) -> dict:
         return {"seen": self.seen}
 

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from ..limits import LATENT_BOUND, POSITION_BOUND
 from .actions import action_space, action_to_motion
 from .config import EnvConfig
 from .debug_view import debug_view
@@ -15,8 +16,6 @@ from .simulation import MirageSimulation
 from .tasks import goal_space
 
 
-POSITION_BOUND = 100.0
-LATENT_BOUND = 1000.0
 
 
 def observation_space(sim: MirageSimulation) -> spaces.Dict:
@@ -171,8 +170,13 @@ class MirageRoomEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         self.sim.check_reset_options(options)  # a bad option must not reseed the env first
+        saved = self._np_random, self._np_random_seed
         super().reset(seed=seed)
-        obs, info = self.sim.reset_episode(0, self.np_random, options)
+        try:
+            obs, info = self.sim.reset_episode(0, self.np_random, options)
+        except BaseException:  # a reset that fails (a pose in a wall, Ctrl-C) does not reseed the env either
+            self._np_random, self._np_random_seed = saved
+            raise
         self._needs_reset = False
         return obs, info
 
@@ -203,8 +207,51 @@ class MirageRoomEnv(gym.Env):
         return self.sim.get_state(0)
 
     def set_state(self, state: dict) -> None:
-        """Restore a snapshot from :meth:`get_state` (validated first: a foreign
-        or truncated state raises ValueError and leaves the env as it was)."""
-        self.sim.episodes[0].rng = self.np_random  # restore into the env's own generator
-        self.sim.set_state(0, state)
+        """Restore a snapshot from :meth:`get_state`, also into a freshly made
+        env (no reset needed). Validated fully first: a snapshot from an env
+        with other settings or weights, or with a corrupt value, raises
+        ValueError and leaves the env as it was. On an env from ``gym.make``
+        use :func:`mirage_gym.restore_state`, which also sets the wrappers'
+        step counter and reset flag."""
+        ep = self.sim.episodes[0]
+        own = ep.rng
+        ep.rng = self.np_random  # restore into the env's own generator
+        try:
+            self.sim.set_state(0, state)
+        except BaseException:
+            ep.rng = own
+            raise
         self._needs_reset = False
+
+    def current_observation(self) -> dict:
+        """The observation of the current state: what the last ``reset`` or
+        ``step`` returned, or what a restored snapshot shows."""
+        if self._needs_reset:
+            raise RuntimeError("MirageRoom: call reset() or set_state() before current_observation()")
+        return {k: np.array(v, copy=True) for k, v in self.sim.observation(0).items()}
+
+
+def restore_state(env: gym.Env, state: dict) -> dict:
+    """Restore ``state`` (from ``env.unwrapped.get_state()`` of an env made
+    with the same arguments) into ``env`` as ``gym.make`` wrapped it, and
+    return the restored observation. Besides the env itself this sets what
+    Gymnasium's wrappers count: TimeLimit's elapsed steps (so the episode is
+    truncated at the same step as the original) and OrderEnforcing's reset
+    flag (so a freshly made env can step without a throwaway reset)."""
+    from gymnasium.wrappers import OrderEnforcing, PassiveEnvChecker, TimeLimit
+
+    base = env.unwrapped
+    if not isinstance(base, MirageRoomEnv):
+        raise ValueError(f"restore_state needs a MirageRoom env (from gym.make), got {type(base).__name__}")
+    base.set_state(state)  # validates fully; raises before anything changes
+    obs = base.current_observation()
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, TimeLimit):
+            layer._elapsed_steps = int(state["steps"])
+        elif isinstance(layer, OrderEnforcing):
+            layer._has_reset = True
+        elif isinstance(layer, PassiveEnvChecker) and not layer.checked_reset:  # its first step compares with a reset's data
+            layer.checked_reset, layer._previous_data = True, (obs, {})
+        layer = layer.env
+    return base.current_observation()

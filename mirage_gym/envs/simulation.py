@@ -14,8 +14,10 @@ One step, for every stepped episode at once (docs/design.md):
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 
 from ..geometry import (camera_path, depth_to_grid, intrinsics_from_fov, mask_to_grid, pose_to_vec7, scale_intrinsics,
                         yaw_pitch_from_pose)
+from .. import limits
 from ..images import to_model, to_uint8
 from ..memory import LatentSpatialMemory, RGBPointCloudMemory
 from ..models import SegmentRequest, load_world_model
@@ -33,7 +36,12 @@ from .config import EnvConfig
 from .coverage import CoverageMap
 from .tasks import Task, make_task
 
-STATE_VERSION = 1
+# 2: snapshots carry the weights digest and are checked against the env's config
+STATE_VERSION = 2
+# Config fields a snapshot may differ in from the env it is restored into:
+# they change neither the episode nor what comes next (world_model is
+# compared by the weights digest instead of its spelling).
+STATE_FREE_FIELDS = ("device", "render_size", "return_gt", "world_model", "obs_size")
 # Coverage (the explore reward) is counted on its own ground-truth view, one ray
 # per COVERAGE_STRIDE x COVERAGE_STRIDE pixels of the observation, rendered from
 # the scene at the step's last pose and time. It never reads what the world
@@ -207,7 +215,59 @@ class MirageSimulation:
         depth = self._static_depth(torch.from_numpy(r["depth"][0]), torch.from_numpy(r["static"][0]))
         return ep.coverage.update(depth, self.K_coverage, c2w)
 
+    # ------------------------------------------------------------------ transactions
+
+    def _checkpoint(self, ep: Episode) -> tuple:
+        """Everything a step or a reset may change in ``ep``, cheaply: the
+        fields by reference (a reset replaces the objects it changes), the
+        RNG states, the memory's storage references, the coverage flags and
+        the task's scalars (the objects a step changes in place)."""
+        task = None if ep.task is None else (ep.task, dict(vars(ep.task)))
+        coverage = None if ep.coverage is None else (ep.coverage, ep.coverage.checkpoint())
+        return (dict(vars(ep)), None if ep.rng is None else ep.rng.bit_generator.state, ep.generator.get_state(),
+                None if ep.memory is None else (ep.memory, ep.memory.checkpoint()), coverage, task)
+
+    @staticmethod
+    def _rollback(ep: Episode, checkpoint: tuple) -> None:
+        fields, rng_state, torch_state, memory, coverage, task = checkpoint
+        vars(ep).update(fields)
+        if ep.rng is not None:
+            ep.rng.bit_generator.state = rng_state
+        ep.generator.set_state(torch_state)
+        if memory is not None:
+            memory[0].rollback(memory[1])
+        if coverage is not None:
+            coverage[0].rollback(coverage[1])
+        if task is not None:
+            vars(task[0]).clear()
+            vars(task[0]).update(task[1])
+
+    @contextmanager
+    def transaction(self, indices):
+        """Changes to episodes ``indices`` inside the block are all or nothing:
+        on any exception (KeyboardInterrupt included) they are put back as
+        they were, RNG states included, and the exception propagates."""
+        saved = [(self.episodes[i], self._checkpoint(self.episodes[i])) for i in indices]
+        try:
+            yield
+        except BaseException:
+            for ep, checkpoint in saved:
+                self._rollback(ep, checkpoint)
+            raise
+
     # ------------------------------------------------------------------ reset
+
+    def reset_episode(self, index: int, rng: np.random.Generator, options: dict | None = None) -> tuple[dict, dict]:
+        """Start episode ``index`` with the env's seeded ``rng``: a transaction
+        (on failure the episode and ``rng`` are as before, so a rejected reset leaves no trace)."""
+        options = self.check_reset_options(options)
+        rng_state = rng.bit_generator.state
+        try:
+            with self.transaction([index]):
+                return self._reset_episode(index, rng, options)
+        except BaseException:
+            rng.bit_generator.state = rng_state
+            raise
 
     # inference_mode rather than no_grad: nothing the env makes is ever
     # differentiated, and skipping autograd's version counters and view
@@ -215,41 +275,33 @@ class MirageSimulation:
     # (oracle env, same-process A/B: 273-282 -> 311-342 steps per CPU-second,
     # identical frames).
     @torch.inference_mode()
-    def reset_episode(self, index: int, rng: np.random.Generator, options: dict | None = None) -> tuple[dict, dict]:
-        """Start episode ``index`` with the env's seeded ``rng``."""
-        options = self.check_reset_options(options)
+    def _reset_episode(self, index: int, rng: np.random.Generator, options: dict) -> tuple[dict, dict]:
         ep = self.episodes[index]
-        # Everything that can fail on user input happens before the episode changes;
-        # on failure the generator is rewound, so a rejected reset leaves no trace.
-        rng_state = rng.bit_generator.state
-        try:
-            reuse = False
-            if self.cfg.task == "objectgoal":  # the room's draw can repeat: the generator's seed comes after it
-                reuse = (ep.scene is not None and 0 < ep.room_episodes < self.cfg.room_episodes
-                         and ep.room_episodes < len(ep.scene.object_goal.objects) and "scene_seed" not in options)
-                scene = ep.scene if reuse else self._draw_scene(ep.scene, rng, options)
-                generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
-            else:
-                seed = None if self.cfg.scene is not None else self._scene_seed(rng, options)
-                generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
-                scene = self._scene(ep.scene, seed)
-            if "pose" in options:
-                pose = np.asarray(options["pose"], dtype=np.float64)
-                if not scene.is_free(np.array([pose[0], pose[1], scene.eye_height])):
-                    raise ValueError(f"options['pose'] position {pose[:2].tolist()} is not free space in scene {seed}; "
-                                     "pick a point inside the room away from furniture (scene.is_free tells), or omit 'pose'")
-                agent = AgentState(float(pose[0]), float(pose[1]), float(scene.eye_height), math.radians(pose[2]), 0.0)
-            elif self.cfg.task == "objectgoal":  # the room fixes the start: every goal object is in its view
-                x, y, yaw = scene.object_goal.start
-                agent = AgentState(float(x), float(y), float(scene.eye_height), float(yaw), 0.0)
-            else:
-                c2w = scene.sample_pose(rng)
-                yaw, pitch = yaw_pitch_from_pose(c2w)
-                x, y, z = (float(v) for v in np.asarray(c2w)[:3, 3])
-                agent = AgentState(x, y, z, yaw, pitch)
-        except BaseException:
-            rng.bit_generator.state = rng_state
-            raise
+        # Everything that can fail on user input happens before the episode changes.
+        reuse = False
+        if self.cfg.task == "objectgoal":  # the room's draw can repeat: the generator's seed comes after it
+            reuse = (ep.scene is not None and 0 < ep.room_episodes < self.cfg.room_episodes
+                     and ep.room_episodes < len(ep.scene.object_goal.objects) and "scene_seed" not in options)
+            scene = ep.scene if reuse else self._draw_scene(ep.scene, rng, options)
+            generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
+        else:
+            seed = None if self.cfg.scene is not None else self._scene_seed(rng, options)
+            generator = torch.Generator(device=self.device).manual_seed(int(rng.integers(0, 2**62)))
+            scene = self._scene(ep.scene, seed)
+        if "pose" in options:
+            pose = np.asarray(options["pose"], dtype=np.float64)
+            if not scene.is_free(np.array([pose[0], pose[1], scene.eye_height])):
+                raise ValueError(f"options['pose'] position {pose[:2].tolist()} is not free space in scene {seed}; "
+                                 "pick a point inside the room away from furniture (scene.is_free tells), or omit 'pose'")
+            agent = AgentState(float(pose[0]), float(pose[1]), float(scene.eye_height), math.radians(pose[2]), 0.0)
+        elif self.cfg.task == "objectgoal":  # the room fixes the start: every goal object is in its view
+            x, y, yaw = scene.object_goal.start
+            agent = AgentState(float(x), float(y), float(scene.eye_height), float(yaw), 0.0)
+        else:
+            c2w = scene.sample_pose(rng)
+            yaw, pitch = yaw_pitch_from_pose(c2w)
+            x, y, z = (float(v) for v in np.asarray(c2w)[:3, 3])
+            agent = AgentState(x, y, z, yaw, pitch)
         ep.rng, ep.generator, ep.scene, ep.agent = rng, generator, scene, agent
         ep.time, ep.steps = 0.0, 0
         ep.memory = self._new_memory()
@@ -290,9 +342,14 @@ class MirageSimulation:
 
     # ------------------------------------------------------------------ step
 
-    @torch.inference_mode()
     def step(self, indices: list[int], motions: list[np.ndarray]) -> list[StepResult]:
-        """Advance episodes ``indices`` by one action each, in one batched model call."""
+        """Advance episodes ``indices`` by one action each, in one batched model
+        call: a transaction (a step that raises leaves every episode as it was)."""
+        with self.transaction(indices):
+            return self._step(indices, motions)
+
+    @torch.inference_mode()
+    def _step(self, indices: list[int], motions: list[np.ndarray]) -> list[StepResult]:
         cfg, K = self.cfg, self.cfg.frames_per_step
         eps = [self.episodes[i] for i in indices]
         collided, paths, times = [], [], []
@@ -456,10 +513,12 @@ class MirageSimulation:
         return copy.deepcopy({
             "version": STATE_VERSION,
             "config": self.cfg.to_dict(),
+            "weights": self.world_model.weights_digest(),
             "scene_seed": ep.scene.seed,
             "agent": ep.agent.as_list(),
             "time": ep.time,
             "steps": ep.steps,
+            "room_episodes": ep.room_episodes,
             "memory": None if ep.memory is None else ep.memory.state_dict(),
             "coverage": None if ep.coverage is None else ep.coverage.state_dict(),
             "task": ep.task.state_dict(),
@@ -470,13 +529,62 @@ class MirageSimulation:
             "torch_rng": ep.generator.get_state(),
         })
 
+    def _check_state_config(self, state: dict) -> None:
+        """The snapshot must come from an env like this one: the same config
+        (bar STATE_FREE_FIELDS) and the same world-model weights."""
+        theirs = state["config"]
+        if not isinstance(theirs, dict):
+            raise ValueError(f"snapshot 'config' must be the env config dict, got {type(theirs).__name__}; "
+                             "pass the unmodified dict returned by env.unwrapped.get_state()")
+
+        def plain(value):  # tuples and lists alike, numbers as JSON writes them
+            return json.loads(json.dumps(value, default=str))
+
+        ours = self.cfg.to_dict()
+        differ = sorted(k for k in ours if k not in STATE_FREE_FIELDS and plain(theirs.get(k, "<missing>")) != plain(ours[k]))
+        try:
+            size = EnvConfig(obs_size=theirs.get("obs_size")).image_size
+        except (TypeError, ValueError, IndexError):
+            size = None
+        if size != self.image_size:
+            differ.append("obs_size")
+        if differ:
+            shown = ", ".join(f"{k}={theirs.get(k, '<missing>')!r} (this env: {ours[k]!r})" for k in differ[:6])
+            raise ValueError(f"snapshot was taken in an env with other settings: {shown}; restore it into an env made "
+                             "with the same arguments (the snapshot's 'config' lists them)")
+        digest = self.world_model.weights_digest()
+        if state["weights"] != digest:
+            raise ValueError(f"snapshot was taken with other world-model weights (digest {str(state['weights'])[:12]}..., "
+                             f"this env's {digest[:12]}...); restore it into an env made with the same world_model")
+
+    def _check_agent(self, scene, agent) -> AgentState:
+        fix = "pass the unmodified dict returned by env.unwrapped.get_state()"
+        if not isinstance(agent, (list, tuple)) or len(agent) != 5 or \
+                not all(isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) and math.isfinite(v) for v in agent):
+            raise ValueError(f"snapshot agent must be 5 finite numbers [x, y, z, yaw, pitch], got {agent!r}; {fix}")
+        x, y, z, yaw, pitch = (float(v) for v in agent)
+        if max(abs(x), abs(y)) > limits.POSITION_BOUND or abs(z - scene.eye_height) > 1e-6:
+            raise ValueError(f"snapshot agent position {[x, y, z]} is not at eye height ({scene.eye_height} m) within "
+                             f"+-{limits.POSITION_BOUND:g} m; {fix}")
+        if abs(pitch) > math.radians(self.cfg.max_pitch_deg) + 1e-9:
+            raise ValueError(f"snapshot agent pitch {math.degrees(pitch):.1f} deg exceeds max_pitch_deg={self.cfg.max_pitch_deg}; {fix}")
+        if not scene.is_free(np.array([x, y, z])):
+            raise ValueError(f"snapshot agent position {[x, y]} is not free space in scene {scene.seed} (inside a wall or "
+                             f"furniture); {fix}")
+        return AgentState(x, y, z, yaw, pitch)
+
     def set_state(self, index: int, state: dict) -> None:
-        """Restore a snapshot from get_state(). Everything is validated and
-        rebuilt first; the episode changes only when all of it succeeded, so a
-        foreign or truncated snapshot raises ValueError and changes nothing."""
-        required = {"version", "scene_seed", "agent", "time", "steps", "memory", "coverage", "task",
-                    "context_latent", "context_c2w", "last_rgb", "np_rng", "torch_rng"}
+        """Restore a snapshot from get_state(). Validate fully, then apply:
+        the snapshot must come from an env with the same config and weights,
+        and every value is checked (types, shapes, finite, in range, the agent
+        in free space) and every object rebuilt first; on any problem it
+        raises ValueError and the episode is unchanged."""
+        required = {"version", "config", "weights", "scene_seed", "agent", "time", "steps", "room_episodes", "memory", "coverage",
+                    "task", "context_latent", "context_c2w", "last_rgb", "np_rng", "torch_rng"}
         if not isinstance(state, dict) or not required <= set(state):
+            if isinstance(state, dict) and state.get("version") not in (None, STATE_VERSION):
+                raise ValueError(f"snapshot version {state['version']!r} does not match this env's version {STATE_VERSION}; "
+                                 "take a new snapshot with this version of mirage_gym")
             missing = sorted(required - set(state)) if isinstance(state, dict) else sorted(required)
             raise ValueError(f"not a MirageRoom snapshot (missing {missing}); pass the dict returned by env.unwrapped.get_state()")
         if state["version"] != STATE_VERSION:
@@ -485,48 +593,62 @@ class MirageSimulation:
         H, W = self.image_size
         fix = "pass the unmodified dict returned by env.unwrapped.get_state() of an env with the same settings"
 
-        def tensor(name, shape, dtype=None):
+        def tensor(name, shape, bound):
             value = state[name]
             if not isinstance(value, torch.Tensor) or not value.is_floating_point() or tuple(value.shape) != shape:
                 got = f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}"
                 raise ValueError(f"snapshot {name!r} must be a float torch.Tensor of shape {shape}, got {got}; {fix}")
             if not bool(torch.isfinite(value).all()):
                 raise ValueError(f"snapshot {name!r} contains NaN or inf; {fix}")
+            if float(value.abs().max()) > bound:
+                raise ValueError(f"snapshot {name!r} has values beyond +-{bound:g}; {fix}")
             return value
 
         if isinstance(state["context_latent"], torch.Tensor) and state["context_latent"].ndim == 3 \
                 and tuple(state["context_latent"].shape) != (C, h, w):
             raise ValueError(f"snapshot has context latent {tuple(state['context_latent'].shape)}, this env's world model uses {(C, h, w)}: "
                              "restore a snapshot taken with the same world model and obs_size")
-        tensor("context_latent", (C, h, w))
-        tensor("context_c2w", (4, 4))
         if (state["memory"] is None) != (self.cfg.memory == "none") or (state["coverage"] is None) != (self.cfg.task != "explore"):
             raise ValueError("snapshot was taken with a different memory or task setting than this env's")
         if (state["scene_seed"] is None) != (self.cfg.scene is not None):
             raise ValueError("snapshot was taken in a photo scene and this env runs procedural rooms, or the other way round")
+        self._check_state_config(state)
+        tensor("context_latent", (C, h, w), limits.LATENT_BOUND)
+        c2w = tensor("context_c2w", (4, 4), limits.POSITION_BOUND)
+        rotation = c2w[:3, :3].double()
+        if not torch.allclose(rotation @ rotation.T, torch.eye(3, dtype=torch.float64), atol=1e-4) or \
+                not torch.equal(c2w[3], torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=c2w.dtype)):
+            raise ValueError(f"snapshot 'context_c2w' is not a rigid camera-to-world pose; {fix}")
         seed = state["scene_seed"]
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"snapshot scene_seed must be a non-negative int, got {seed!r}; {fix}")
-        agent = state["agent"]
-        if not isinstance(agent, (list, tuple)) or len(agent) != 5 or \
-                not all(isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) and math.isfinite(v) for v in agent):
-            raise ValueError(f"snapshot agent must be 5 finite numbers [x, y, z, yaw, pitch], got {agent!r}; {fix}")
-        for name in ("time", "steps"):
-            v = state[name]
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"snapshot {name!r} must be a finite number >= 0, got {v!r}; {fix}")
+        limits.bounded_float("snapshot 'time'", state["time"], 0.0, limits.MAX_SCENE_TIME, "seconds of scene time")
+        limits.bounded_int("snapshot 'steps'", state["steps"], 0, limits.MAX_EPISODE_STEPS, "steps of the episode")
+        limits.bounded_int("snapshot 'room_episodes'", state["room_episodes"], 0, limits.MAX_EPISODE_STEPS, "episodes in this room")
         rgb = state["last_rgb"]
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.shape != (H, W, 3):
             raise ValueError(f"snapshot last_rgb must be a uint8 array of shape {(H, W, 3)}, got "
                              f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}; {fix}")
+        seen = None if state["coverage"] is None else (state["coverage"].get("seen") if isinstance(state["coverage"], dict) else None)
+        if state["coverage"] is not None and not (isinstance(seen, torch.Tensor) and seen.dtype == torch.int64 and seen.ndim == 1):
+            raise ValueError(f"snapshot coverage must be {{'seen': int64 tensor (N,)}}; {fix}")
 
         state = copy.deepcopy(state)
         ep = self.episodes[index]
         try:
             scene = self._scene(ep.scene, seed)
+            agent = self._check_agent(scene, state["agent"])
             memory = self._new_memory()
             if memory is not None:
+                ours = memory.settings()
+                theirs = state["memory"] if isinstance(state["memory"], dict) else {}
+                differ = [k for k in ours if theirs.get(k, "<missing>") != ours[k]]
+                if differ:
+                    raise ValueError("memory settings differ from this env's: " + ", ".join(
+                        f"{k}={theirs.get(k, '<missing>')!r} (this env: {ours[k]!r})" for k in differ))
                 memory.load_state_dict(state["memory"])
+                if memory.channels not in (None, C if self.cfg.memory == "latent" else 3):
+                    raise ValueError(f"memory holds {memory.channels}-channel features, this env's model uses {C}")
             coverage = None
             if state["coverage"] is not None:
                 coverage = CoverageMap(scene, self.cfg.voxel_size)
@@ -536,6 +658,8 @@ class MirageSimulation:
                 task.load_state_dict(state["task"], scene)
             else:
                 task.load_state_dict(state["task"])
+            if not all(math.isfinite(v) for v in vars(task).values() if isinstance(v, float)):
+                raise ValueError(f"task state {state['task']!r} holds NaN or inf")
             rng = np.random.default_rng()
             rng.bit_generator.state = state["np_rng"]
             generator = torch.Generator(device=self.device)
@@ -544,9 +668,8 @@ class MirageSimulation:
             detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
             raise ValueError(f"snapshot cannot be restored ({detail}); {fix}") from err
         # ---- all checked and built; nothing below can fail
-        ep.scene, ep.memory, ep.coverage, ep.task = scene, memory, coverage, task
-        ep.agent = AgentState(*(float(v) for v in agent))
-        ep.time, ep.steps = float(state["time"]), int(state["steps"])
+        ep.scene, ep.memory, ep.coverage, ep.task, ep.agent = scene, memory, coverage, task, agent
+        ep.time, ep.steps, ep.room_episodes = float(state["time"]), int(state["steps"]), int(state["room_episodes"])
         ep.context_latent = state["context_latent"].to(self.device)
         ep.context_c2w = state["context_c2w"]
         ep.last_rgb = state["last_rgb"]

@@ -67,60 +67,61 @@ class MirageRoomVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         """Reset all sub-envs. ``seed`` int s seeds sub-env i with s + i (as
-        SyncVectorEnv does), or pass one seed per sub-env."""
+        SyncVectorEnv does), or pass one seed per sub-env. All or nothing: a
+        reset that fails in any sub-env leaves every sub-env as it was."""
         self.sim.check_reset_options(options)
-        if seed is None:
-            seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        elif isinstance(seed, (list, tuple, np.ndarray)):
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs")
-            bad = [s for s in seeds if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0)]
-            if bad:
-                raise ValueError(f"reset seeds must be non-negative ints or None, got {bad}")
-        else:
-            raise ValueError(f"reset seed must be an int, a list of {self.num_envs} ints, or None; got {seed!r}")
-        # options['pose'] is the one input that can fail in sub-env i after sub-envs 0..i-1 were
-        # reset (it must be free space in each sub-env's own room): snapshot, to roll back.
-        saved = None
-        if options and "pose" in options:
-            saved = [(self.sim.get_state(i) if ep.agent is not None else None, self._rngs[i],
-                      None if self._rngs[i] is None else self._rngs[i].bit_generator.state)
-                     for i, ep in enumerate(self.sim.episodes)]
+        seeds = self._check_seeds(seed)
+        saved_rngs = [(rng, None if rng is None else rng.bit_generator.state) for rng in self._rngs]
         observations, infos = [], {}
+        i = 0
         try:
-            for i, s in enumerate(seeds):
-                if s is not None or self._rngs[i] is None:
-                    self._rngs[i], _ = gym.utils.seeding.np_random(s)
-                obs, info = self.sim.reset_episode(i, self._rngs[i], options)
-                observations.append(obs)
-                infos = self._add_info(infos, info, i)
+            with self.sim.transaction(range(self.num_envs)):
+                for i, s in enumerate(seeds):
+                    if s is not None or self._rngs[i] is None:
+                        self._rngs[i], _ = gym.utils.seeding.np_random(s)
+                    obs, info = self.sim.reset_episode(i, self._rngs[i], options)
+                    observations.append(obs)
+                    infos = self._add_info(infos, info, i)
+                super().reset(seed=seeds[0] if isinstance(seed, (int, np.integer)) else None)
         except BaseException as err:
-            failed = i
-            if saved is not None:
-                for j, (state, rng, rng_state) in enumerate(saved):
-                    self._rngs[j] = rng
-                    if rng is not None:
-                        rng.bit_generator.state = rng_state
-                        self.sim.episodes[j].rng = rng
-                    if state is not None:
-                        self.sim.set_state(j, state)
-                    else:
-                        self.sim.episodes[j].agent = None  # never reset before: back to "needs reset"
-                if isinstance(err, ValueError):
-                    raise ValueError(f"sub-env {failed}: {err} (no sub-env was reset: options apply to every sub-env, "
-                                     "so the pose must be free in each one's room)") from None
+            for j, (rng, state) in enumerate(saved_rngs):
+                self._rngs[j] = rng
+                if rng is not None:
+                    rng.bit_generator.state = state
+            if isinstance(err, ValueError) and options and "pose" in options:
+                raise ValueError(f"sub-env {i}: {err} (no sub-env was reset: options apply to every sub-env, "
+                                 "so the pose must be free in each one's room)") from None
             raise
-        super().reset(seed=seed if isinstance(seed, (int, np.integer)) else None)
         self._needs_reset[:] = False
         self._elapsed[:] = 0
         self._started = True
         self._last_obs = observations
         return self._stack(observations), infos
 
+    def _check_seeds(self, seed) -> list:
+        """One plain int (or None) per sub-env; numpy integers accepted."""
+        def ok(s):
+            return s is None or (isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 0)
+
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+            if not ok(seed):
+                raise ValueError(f"reset seed must be a non-negative int, got {seed!r}")
+            return [int(seed) + i for i in range(self.num_envs)]
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} sub-envs; pass one per sub-env")
+            bad = [s for s in seeds if not ok(s)]
+            if bad:
+                raise ValueError(f"reset seeds must be non-negative ints or None, got {bad}")
+            return [None if s is None else int(s) for s in seeds]
+        raise ValueError(f"reset seed must be an int, a list of {self.num_envs} ints, or None; got {seed!r}")
+
     def step(self, actions):
+        """One step of every sub-env, pending autoresets included: a transaction
+        (a step that raises leaves every sub-env, counter and RNG as it was)."""
         if not self._started:
             raise RuntimeError("MirageRoomVectorEnv: call reset() before step()")
         try:
@@ -133,33 +134,37 @@ class MirageRoomVectorEnv(VectorEnv):
         motions = [action_to_motion(a, self.config.action_type) for a in actions]  # validate all first
 
         observations = list(self._last_obs)
+        elapsed = self._elapsed.copy()
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         terminations = np.zeros(self.num_envs, dtype=bool)
         truncations = np.zeros(self.num_envs, dtype=bool)
         infos: dict = {}
         stepping = [i for i in range(self.num_envs) if not self._needs_reset[i]]
-        for i in range(self.num_envs):
-            if self._needs_reset[i]:  # NEXT_STEP autoreset
-                observations[i], info = self.sim.reset_episode(i, self._rngs[i], None)
+        with self.sim.transaction(range(self.num_envs)):
+            for i in range(self.num_envs):
+                if self._needs_reset[i]:  # NEXT_STEP autoreset
+                    observations[i], info = self.sim.reset_episode(i, self._rngs[i], None)
+                    infos = self._add_info(infos, info, i)
+                    elapsed[i] = 0
+            results = self.sim.step(stepping, [motions[i] for i in stepping]) if stepping else []
+            for i, result in zip(stepping, results):
+                elapsed[i] += 1
+                truncated = self.max_episode_steps is not None and elapsed[i] >= self.max_episode_steps
+                rewards[i], terminations[i], truncations[i] = result.reward, result.terminated, truncated and not result.terminated
+                observations[i], info = result.obs, result.info
+                if self.autoreset_mode == AutoresetMode.SAME_STEP and (terminations[i] or truncations[i]):
+                    final_obs, final_info = observations[i], info
+                    observations[i], info = self.sim.reset_episode(i, self._rngs[i], None)
+                    info = {**info, "final_obs": final_obs, "final_info": final_info}
+                    elapsed[i] = 0
                 infos = self._add_info(infos, info, i)
-                self._elapsed[i] = 0
-        results = self.sim.step(stepping, [motions[i] for i in stepping]) if stepping else []
-        for i, result in zip(stepping, results):
-            self._elapsed[i] += 1
-            truncated = self.max_episode_steps is not None and self._elapsed[i] >= self.max_episode_steps
-            rewards[i], terminations[i], truncations[i] = result.reward, result.terminated, truncated and not result.terminated
-            observations[i], info = result.obs, result.info
-            if self.autoreset_mode == AutoresetMode.SAME_STEP and (terminations[i] or truncations[i]):
-                final_obs, final_info = observations[i], info
-                observations[i], info = self.sim.reset_episode(i, self._rngs[i], None)
-                info = {**info, "final_obs": final_obs, "final_info": final_info}
-                self._elapsed[i] = 0
-            infos = self._add_info(infos, info, i)
-        self._needs_reset[:] = False
-        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            self._needs_reset = terminations | truncations
+            stacked = self._stack(observations)
+        # ---- committed: the vector env's own counters change only now
+        self._elapsed = elapsed
+        self._needs_reset = terminations | truncations if self.autoreset_mode == AutoresetMode.NEXT_STEP \
+            else np.zeros(self.num_envs, dtype=bool)
         self._last_obs = observations
-        return self._stack(observations), rewards, terminations, truncations, infos
+        return stacked, rewards, terminations, truncations, infos
 
     def render(self):
         if self.render_mode is None:
@@ -188,4 +193,12 @@ class MirageRoomVectorEnv(VectorEnv):
         self._rngs[index] = self.sim.episodes[index].rng
         self._last_obs[index] = self.sim.observation(index)
         self._needs_reset[index] = False
+        self._elapsed[index] = int(state["steps"])  # the time limit counts on from the snapshot's step
         self._started = all(ep.agent is not None for ep in self.sim.episodes)
+
+    def current_observation(self, index: int) -> dict:
+        """The observation of sub-env ``index`` now (after a step, reset or set_state)."""
+        index = self._check_index(index)
+        if self._last_obs[index] is None:
+            raise RuntimeError("MirageRoomVectorEnv: call reset() or set_state() before current_observation()")
+        return self._last_obs[index]

@@ -486,22 +486,16 @@ class PointMemory:
             "kind": self.kind,
             "positions": self._xyz.T.detach().clone(memory_format=torch.contiguous_format),  # (N, 3)
             "features": self._features.detach().clone(memory_format=torch.contiguous_format),
-            "voxel_size": self._voxel_size,
-            "capacity": self._capacity,
             "channels": self._channels,
-            "fixed_channels": self._fixed_channels,
-            "feature_dtype": str(self.feature_dtype).removeprefix("torch."),
             "num_writes": self._num_writes,
-            "near": self.near,
-            "depth_tolerance": self.depth_tolerance,
-            "min_weight": self.min_weight,
-            "update": self.update,
-            "fill_tolerance": self.fill_tolerance,
-            "align_depth": self.align_depth,
+            **self.settings(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a snapshot from :meth:`state_dict` (settings included)."""
+        """Restore a snapshot from :meth:`state_dict` (settings included).
+        Every field is checked first (types, shapes, finite values, the count
+        within capacity, positions within the voxel range); on any problem
+        it raises ValueError and the memory is unchanged."""
         if not isinstance(state, dict):
             raise ValueError(f"state must be a dict from state_dict(), got {type(state).__name__}")
         required = {"format", "kind", "positions", "features", "voxel_size", "capacity", "channels", "feature_dtype", "num_writes"}
@@ -524,6 +518,19 @@ class PointMemory:
             raise ValueError(f"state features have {feat.shape[1]} channels but the state says channels={channels}")
         voxel_size = self._check_voxel_size(state["voxel_size"])
         capacity = self._check_capacity(state["capacity"])
+        if capacity is not None and pos.shape[0] > capacity:
+            raise ValueError(f"state holds {pos.shape[0]} points, more than its capacity {capacity}; "
+                             "pass the unmodified dict returned by state_dict()")
+        if pos.numel() and not bool(torch.isfinite(pos).all()):
+            raise ValueError("state positions contain NaN or inf; pass the unmodified dict returned by state_dict()")
+        if pos.numel() and float(pos.abs().max()) / voxel_size >= _AXIS_OFFSET - 1:
+            raise ValueError(f"state positions lie outside the voxel range (+-{(_AXIS_OFFSET - 1) * voxel_size:g} m at "
+                             f"voxel_size {voxel_size:g}); pass the unmodified dict returned by state_dict()")
+        if feat.numel() and feat.is_floating_point() and not bool(torch.isfinite(feat).all()):
+            raise ValueError("state features contain NaN or inf; pass the unmodified dict returned by state_dict()")
+        num_writes = state["num_writes"]
+        if isinstance(num_writes, bool) or not isinstance(num_writes, (int, np.integer)) or num_writes < 0:
+            raise ValueError(f"state num_writes must be an integer >= 0, got {num_writes!r}")
         update = state.get("update", "newest")  # snapshots from before the option replaced stored points
         if update not in UPDATE_RULES:
             raise ValueError(f"state update rule {update!r} is not one of {UPDATE_RULES}")
@@ -531,19 +538,50 @@ class PointMemory:
         align_depth = state.get("align_depth", False)  # snapshots from before the option wrote depth as estimated
         if not isinstance(align_depth, bool):
             raise ValueError(f"state align_depth must be True or False, got {align_depth!r}")
-        # ---- all checked; now replace.
-        self._voxel_size, self._capacity, self._channels = voxel_size, capacity, channels
-        self._fixed_channels = self._check_channels(state.get("fixed_channels", self._fixed_channels))
+        fixed_channels = self._check_channels(state.get("fixed_channels", self._fixed_channels))
+        near, depth_tolerance = state.get("near", self.near), state.get("depth_tolerance", self.depth_tolerance)
+        for name, value in (("near", near), ("depth_tolerance", depth_tolerance)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"state {name} must be a finite number >= 0, got {value!r}")
+        min_weight = state.get("min_weight", self.min_weight)
+        if isinstance(min_weight, bool) or not isinstance(min_weight, (int, float)) or not 0 < min_weight <= 1:
+            raise ValueError(f"state min_weight must be in (0, 1], got {min_weight!r}")
+        xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
+        features = feat.detach().to(self.device).clone(memory_format=torch.contiguous_format)
+        # ---- all checked and copied; now replace.
+        self._voxel_size, self._capacity, self._channels, self._fixed_channels = voxel_size, capacity, channels, fixed_channels
         self.feature_dtype = dtype
-        self._num_writes = int(state["num_writes"])
-        self.near = float(state.get("near", self.near))
-        self.depth_tolerance = float(state.get("depth_tolerance", self.depth_tolerance))
-        self.min_weight = float(state.get("min_weight", self.min_weight))
-        self.update = update
-        self.fill_tolerance = fill_tolerance
-        self.align_depth = align_depth
-        self._xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
-        self._features = feat.detach().to(self.device).clone(memory_format=torch.contiguous_format)
+        self._num_writes = int(num_writes)
+        self.near, self.depth_tolerance, self.min_weight = float(near), float(depth_tolerance), float(min_weight)
+        self.update, self.fill_tolerance, self.align_depth = update, fill_tolerance, align_depth
+        self._xyz, self._features = xyz, features
+
+    def settings(self) -> dict:
+        """The settings a snapshot carries besides the points: what a memory
+        restored into an env must agree on with the env's own."""
+        return {
+            "voxel_size": self._voxel_size,
+            "capacity": self._capacity,
+            "fixed_channels": self._fixed_channels,
+            "feature_dtype": str(self.feature_dtype).removeprefix("torch."),
+            "near": self.near,
+            "depth_tolerance": self.depth_tolerance,
+            "min_weight": self.min_weight,
+            "update": self.update,
+            "fill_tolerance": self.fill_tolerance,
+            "align_depth": self.align_depth,
+        }
+
+    def checkpoint(self) -> tuple:
+        """What :meth:`rollback` needs to undo every later write: references to
+        the storage, free to take, because a write replaces the storage
+        tensors and never changes them in place (the env's steps are
+        transactions built on this)."""
+        return self._xyz, self._features, self._num_writes, self._channels
+
+    def rollback(self, checkpoint: tuple) -> None:
+        """Put the memory back as it was at :meth:`checkpoint`."""
+        self._xyz, self._features, self._num_writes, self._channels = checkpoint
 
     # ----------------------------------------------------------------- checks
 

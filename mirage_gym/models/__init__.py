@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from .base import Segment, SegmentRequest, WorldModel, randn_per_episode
-from .safe_loading import refuse_pickles
+from .safe_loading import check_folder_files
 
 WORLD_MODEL_NAMES = ("tiny", "oracle", "wan2.2")
 
@@ -47,7 +47,7 @@ def _load_wan(path=None, **kw):
     from .wan import check_weights_folder, load_wan_world_model
 
     check_weights_folder(path)  # the layout, listing every problem (pickled component files included)
-    refuse_pickles(path)  # and pickles anywhere else in the folder, any case of the suffix, before any weights are read
+    check_folder_files(path)  # and every file by content (safetensors or text only), before any weights are read
 
     return load_wan_world_model(path, **kw)
 

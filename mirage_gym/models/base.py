@@ -18,6 +18,8 @@ C latent channels, h x w latent grid, H x W frames.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
@@ -132,6 +134,36 @@ class WorldModel(ABC):
     @abstractmethod
     def generate(self, request: SegmentRequest) -> Segment:
         """Generate the next segment for every episode of the batch."""
+
+    def weights_digest(self) -> str:
+        """SHA-256 of what makes this model's output: its class, :meth:`describe`,
+        any ``cfg`` it holds, and the bytes of every parameter and buffer of
+        the torch modules and tensors among its attributes. Snapshots carry it,
+        so a state is never restored into another model of the same shapes.
+        Computed once (the env never changes its model's weights)."""
+        cached = self.__dict__.get("_weights_digest")
+        if cached is not None:
+            return cached
+        h = hashlib.sha256(f"{type(self).__module__}.{type(self).__qualname__}".encode())
+        h.update(json.dumps(self.describe(), sort_keys=True, default=str).encode())
+        cfg = getattr(self, "cfg", None)
+        if hasattr(cfg, "to_dict"):
+            h.update(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+
+        def feed(name: str, t: torch.Tensor) -> None:
+            t = t.detach().cpu().contiguous()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            if t.numel():
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+        for attr, value in sorted(vars(self).items()):
+            if isinstance(value, torch.nn.Module):
+                for key, t in sorted(value.state_dict().items()):
+                    feed(f"{attr}.{key}", t)
+            elif isinstance(value, torch.Tensor):
+                feed(attr, value)
+        self._weights_digest = h.hexdigest()
+        return self._weights_digest
 
     def describe(self) -> dict:
         """Plain facts for logs and model cards."""

@@ -33,23 +33,34 @@ class GroundTruthUnavailable(RuntimeError):
 
 
 def load_image(image) -> np.ndarray:
-    """A path or an array to uint8 HxWx3 (grey is repeated, alpha dropped)."""
+    """A path or an array to uint8 HxWx3 (grey is repeated, alpha dropped;
+    16-bit and other integer images are scaled by their type's range, not clipped)."""
     if isinstance(image, (str, Path)):
         import imageio.v3 as iio
 
         path = Path(image).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"photo {path} does not exist")
-        image = iio.imread(path)
+        try:
+            image = iio.imread(path)
+        except Exception as err:  # imageio guesses a plugin from the suffix and blames a missing one (pyav)
+            raise ValueError(f"photo {path} is not an image file that can be read ({type(err).__name__}); "
+                             "pass a PNG or JPEG image") from None
     arr = np.asarray(image)
     if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"a photo must be HxWx3 (or HxWx4, HxW), got shape {arr.shape}")
-    arr = arr[..., :3]
+    arr = np.repeat(arr[..., :1], 3, axis=-1) if arr.shape[-1] <= 2 else arr[..., :3]  # grey (+ alpha) or colour (+ alpha)
+    if arr.dtype == np.bool_ or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise ValueError(f"a photo must hold integer or float pixels, got dtype {arr.dtype}")
     if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.max() <= 1.0:
-            arr = arr * 255.0
+        if np.issubdtype(arr.dtype, np.floating):
+            if not np.isfinite(arr).all():
+                raise ValueError("the photo contains NaN or inf pixels")
+            arr = arr * 255.0 if arr.max() <= 1.0 else arr
+        else:  # uint16 (16-bit PNG) and the like: the type's full range maps to 0..255
+            arr = arr.astype(np.float64) * (255.0 / np.iinfo(arr.dtype).max)
         arr = np.clip(np.round(arr), 0, 255).astype(np.uint8)
     return np.ascontiguousarray(arr)
 

@@ -47,6 +47,24 @@ class TinyConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TinyConfig":
+        """A config from a weights folder's ``world_model.json``, checked
+        (the sizes bounded, so a typo cannot divide by zero or run forever)."""
         d = dict(d)
         d["unet_channels"] = tuple(d.get("unet_channels", cls.unet_channels))
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        cfg = cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        from ...limits import MAX_DOWNSAMPLE, MAX_OBS_SIZE, MAX_SAMPLER_STEPS, bounded_int
+
+        bounded_int("downsample", self.downsample, 1, MAX_DOWNSAMPLE, "pixels per latent cell")
+        bounded_int("image_size", self.image_size, 8, MAX_OBS_SIZE, "pixels per side")
+        if self.image_size % self.downsample:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of downsample {self.downsample}")
+        bounded_int("denoise_steps", self.denoise_steps, 1, MAX_SAMPLER_STEPS, "sampler steps per frame")
+        bounded_int("latent_channels", self.latent_channels, 1, 1024)
+        for name in ("latent_mean", "latent_std"):
+            values = getattr(self, name)
+            if not isinstance(values, list) or len(values) != self.latent_channels:
+                raise ValueError(f"{name} must be a list of latent_channels={self.latent_channels} numbers, got {values!r}")

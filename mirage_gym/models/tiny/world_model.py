@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ...geometry import plucker_rays, relative_pose, scale_intrinsics
+from ...limits import MAX_SAMPLER_STEPS, bounded_int
 from ..base import Segment, SegmentRequest, WorldModel, randn_per_episode
 from .config import TinyConfig
 from .networks import GeometryHead
@@ -35,6 +36,8 @@ class TinyWorldModel(WorldModel):
         self.latent_channels = cfg.latent_channels
         self.downsample = cfg.downsample
         self.image_size = (cfg.image_size, cfg.image_size)
+        if denoise_steps is not None:
+            denoise_steps = bounded_int("denoise_steps", denoise_steps, 1, MAX_SAMPLER_STEPS, "sampler steps per frame")
         self.sampler = make_sampler(self.denoiser, cfg, steps=denoise_steps)
         self._mean = torch.tensor(cfg.latent_mean, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(cfg.latent_std, device=self.device).view(1, -1, 1, 1)
@@ -45,9 +48,7 @@ class TinyWorldModel(WorldModel):
 
     @denoise_steps.setter
     def denoise_steps(self, steps: int) -> None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"denoise_steps must be a positive integer, got {steps!r}")
-        self.sampler.steps = steps
+        self.sampler.steps = bounded_int("denoise_steps", steps, 1, MAX_SAMPLER_STEPS, "sampler steps per frame")
 
     def to(self, device):
         self.device = torch.device(device)
@@ -157,13 +158,30 @@ def load_tiny_world_model(path=None, image_size=None, device="cpu", denoise_step
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise ValueError(f"{folder / MARKER} has no \"config\" object (the model sizes and latent statistics); "
                          "re-export the folder with `mirage-gym train export`")
-    cfg = TinyConfig.from_dict(meta["config"])
+    try:
+        cfg = TinyConfig.from_dict(meta["config"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{folder / MARKER}: {err}; re-export the folder with `mirage-gym train export`") from None
     from diffusers import AutoencoderTiny, UNet2DModel  # after the checks: importing diffusers takes seconds
     if image_size is not None and tuple(image_size) != (cfg.image_size, cfg.image_size):
         raise ValueError(f"the tiny world model at {folder} makes {cfg.image_size}x{cfg.image_size} frames; "
                          f"got obs_size {list(image_size)}: use obs_size={cfg.image_size}")
     kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
-    vae = AutoencoderTiny.from_pretrained(folder / "vae", **kw)
-    denoiser = UNet2DModel.from_pretrained(folder / "denoiser", **kw)
-    geometry = GeometryHead.from_pretrained(folder / "geometry", **kw)
-    return TinyWorldModel(cfg, vae, denoiser, geometry, device=device, denoise_steps=denoise_steps)
+    nets = {}
+    for name, cls in (("vae", AutoencoderTiny), ("denoiser", UNet2DModel), ("geometry", GeometryHead)):
+        try:
+            nets[name] = cls.from_pretrained(folder / name, **kw)
+        except (OSError, ValueError, RuntimeError, NotImplementedError, KeyError, TypeError) as err:
+            raise ValueError(f"{folder / name} does not load ({type(err).__name__}: {str(err)[:300]}); a tensor is missing or "
+                             "its shape does not match config.json: re-export the folder with `mirage-gym train export`") from None
+        state = nets[name].state_dict()
+        missing = [key for key, t in state.items() if t.is_meta]  # diffusers leaves a tensor the file lacks on the meta device
+        if missing:
+            raise ValueError(f"{folder / name} does not load: the weights file lacks {', '.join(missing[:3])}"
+                             f"{' ...' if len(missing) > 3 else ''} (a tensor is missing or its shape does not match config.json); "
+                             "re-export the folder with `mirage-gym train export`")
+        bad = [key for key, t in state.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if bad:
+            raise ValueError(f"{folder / name} holds NaN or inf weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}), "
+                             "which make black or garbage frames; re-export the folder from a healthy checkpoint")
+    return TinyWorldModel(cfg, nets["vae"], nets["denoiser"], nets["geometry"], device=device, denoise_steps=denoise_steps)

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ...geometry import depth_to_grid
+from ...limits import MAX_SAMPLER_STEPS, bounded_int
 from ..base import Segment, SegmentRequest, WorldModel
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class WanWorldModel(WorldModel):
         self.frames_per_latent = pipeline.temporal_factor
         self.image_size = (int(image_size[0]), int(image_size[1]))
         pipeline.check_size(*self.image_size)
-        self.num_inference_steps = int(num_inference_steps)
+        self.num_inference_steps = bounded_int("num_inference_steps", num_inference_steps, 1, MAX_SAMPLER_STEPS, "sampler steps per segment")
         self.use_memory = bool(use_memory)
         self.assumed_median_depth = float(assumed_median_depth)
         self.info = dict(info or {})
@@ -253,6 +254,6 @@ def load_wan_world_model(path, device="cpu", dtype=None, prompt: str | None = No
     }
     return WanWorldModel(
         pipeline, depth_estimator=depth_estimator, segmenter=segmenter, image_size=size,
-        num_inference_steps=int(num_inference_steps if num_inference_steps is not None else defaults.get("num_inference_steps", 20)),
+        num_inference_steps=num_inference_steps if num_inference_steps is not None else defaults.get("num_inference_steps", 20),
         use_memory=use_memory, assumed_median_depth=median, info=info,
     )
