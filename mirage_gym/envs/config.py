@@ -36,7 +36,7 @@ class EnvConfig:
     world_model: Any = "tiny"  # "tiny" | "oracle" | path | {"name": ..., ...} | WorldModel
     memory: str = "latent"  # "latent" (Mirage) | "rgb" (pixel-space baseline) | "none"
     frames_per_step: int = 4  # K frames generated per action
-    obs_size: Any = 64  # int or [H, W]
+    obs_size: Any = None  # int or [H, W]; None: the world model's native size (tiny, oracle: 64; Wan: its folder's)
     memory_obs: bool = False  # add obs["memory"]: warped latent + mask at the current pose
     action_type: str = "discrete"  # "discrete" | "continuous"
     task: str = "explore"  # "explore" | "goal" | "objectgoal" | "none"
@@ -80,8 +80,11 @@ class EnvConfig:
         return self.task == "objectgoal" or (self.task == "goal" and self.goal_obs is True)
 
     @property
-    def image_size(self) -> tuple[int, int]:
+    def image_size(self) -> tuple[int, int] | None:
+        """(H, W), or None for the world model's native size."""
         s = self.obs_size
+        if s is None:
+            return None
         return (int(s), int(s)) if isinstance(s, (int, float)) else (int(s[0]), int(s[1]))
 
     def validate(self) -> None:
@@ -97,10 +100,11 @@ class EnvConfig:
         if isinstance(self.frames_per_step, bool) or not isinstance(self.frames_per_step, int) or self.frames_per_step < 1:
             raise ValueError(f"frames_per_step must be a positive integer, got {self.frames_per_step!r}")
         s = self.obs_size
-        sizes = [s] if _is_number(s) else list(s) if isinstance(s, (list, tuple)) else None
-        if not sizes or len(sizes) != (1 if _is_number(s) else 2) or \
+        sizes = [64] if s is None else [s] if _is_number(s) else list(s) if isinstance(s, (list, tuple)) else None
+        if not sizes or len(sizes) != (2 if isinstance(s, (list, tuple)) else 1) or \
                 not all(_is_number(v) and math.isfinite(v) and int(v) == v and 8 <= v <= MAX_OBS_SIZE for v in sizes):
-            raise ValueError(f"obs_size must be an integer in [8, {MAX_OBS_SIZE}] or [height, width] of such integers, got {s!r}")
+            raise ValueError(f"obs_size must be an integer in [8, {MAX_OBS_SIZE}], [height, width] of such integers, "
+                             f"or None (the world model's native size), got {s!r}")
         if self.goal_obs is not None and not isinstance(self.goal_obs, bool):
             raise ValueError(f"goal_obs must be true, false or null, got {self.goal_obs!r}")
         if self.goal_obs is True and self.task not in ("goal", "objectgoal"):

@@ -81,8 +81,9 @@ class MirageSimulation:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={cfg.device!r} but this torch build sees no CUDA GPU (torch.cuda.is_available() is False); "
                              "use device='cpu', or install a CUDA build of torch on a machine with a GPU")
-        H, W = cfg.image_size
-        self.world_model = load_world_model(cfg.world_model, image_size=(H, W), device=cfg.device, **cfg.model_kwargs)
+        size = cfg.image_size  # None: the world model's native size
+        self.world_model = load_world_model(cfg.world_model, image_size=size, device=cfg.device, **cfg.model_kwargs)
+        H, W = size or (int(v) for v in self.world_model.image_size)
         if tuple(self.world_model.image_size) != (H, W):
             raise ValueError(f"world model {self.world_model.name!r} makes {self.world_model.image_size} frames but obs_size is {(H, W)}; "
                              f"set obs_size={list(self.world_model.image_size)}")
