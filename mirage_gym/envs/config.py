@@ -44,6 +44,7 @@ class EnvConfig:
     device: str = "cpu"
     depth_source: str = "auto"  # depth for memory writes: "model" head, "scene" ground truth, "auto"
     scene: Any = None  # None: procedural rooms; a path to an image: start from a photo
+    depth_model: Any = None  # photo start: a local transformers depth folder (AutoModelForDepthEstimation)
     scene_seeds: Any = "train"  # "train" (< 1e6) | "eval" (>= 1e6) | int | list of ints
     fov_deg: float = 90.0  # horizontal field of view
     fps: float = 8.0  # scene time per generated frame is 1 / fps seconds
@@ -145,6 +146,12 @@ class EnvConfig:
             raise ValueError(f"goal_bonus must be a finite number, got {self.goal_bonus!r}")
         if not _is_int(self.memory_capacity) or self.memory_capacity < 1:
             raise ValueError(f"memory_capacity must be a positive integer, got {self.memory_capacity!r}")
+        if self.depth_model is not None:
+            if not isinstance(self.depth_model, str) or not self.depth_model:
+                raise ValueError(f"depth_model must be the path of a local depth model folder, got {self.depth_model!r}")
+            if self.scene is None:
+                raise ValueError("depth_model gives a photo start its depth; it needs scene=<path to an image> "
+                                 "(procedural rooms have exact depth)")
         if self.scene is not None and self.return_gt:
             raise ValueError("return_gt=True needs ground truth at every pose; a photo scene has it only at its first view")
         if self.scene is not None and self.task != "none":

@@ -119,12 +119,16 @@ class MirageRoomEnv(gym.Env):
     ``gym.make("MirageRoom-v0", world_model="tiny", memory="latent",
     frames_per_step=4, obs_size=None, memory_obs=False, action_type="discrete",
     task="explore", return_gt=False, device="cpu", depth_source="auto",
-    scene=None, scene_seeds="train", fov_deg=90.0, fps=8.0, voxel_size=0.15,
-    memory_capacity=60000, ...)``; every field of :class:`EnvConfig`.
-    ``obs_size`` (int or [H, W]) left unset is the world model's native
-    size: 64 for tiny and the oracle, a Wan folder's ``world_model.json``
-    ``image_size``. ``memory`` is ``"latent"`` (Mirage), ``"rgb"`` (the pixel-space baseline:
-    an RGB point cloud rendered and VAE-encoded every frame) or ``"none"``.
+    scene=None, depth_model=None, scene_seeds="train", fov_deg=90.0, fps=8.0,
+    voxel_size=0.15, memory_capacity=60000, ...)``; every field of
+    :class:`EnvConfig`. ``obs_size`` (int or [H, W]) left unset is the world
+    model's native size: 64 for tiny and the oracle, a Wan folder's
+    ``world_model.json`` ``image_size``. ``memory`` is ``"latent"`` (Mirage),
+    ``"rgb"`` (the pixel-space baseline: an RGB point cloud rendered and
+    VAE-encoded every frame) or ``"none"``.
+    ``scene`` (an image path) starts from a photo (``task="none"``);
+    ``depth_model`` (a local transformers depth folder, e.g. Depth Anything
+    V2 Small) gives it depth, else it is a flat wall at 3 m (with a warning).
     ``depth_source`` picks the depth used for memory writes: the model's
     own geometry head (``"model"``), ground truth (``"scene"``), or
     ``"auto"`` (ground truth for the oracle, the model otherwise).

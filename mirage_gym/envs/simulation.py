@@ -27,6 +27,7 @@ from ..geometry import (camera_path, depth_to_grid, intrinsics_from_fov, mask_to
 from ..images import to_model, to_uint8
 from ..memory import LatentSpatialMemory, RGBPointCloudMemory
 from ..models import SegmentRequest, load_world_model
+from ..models.safe_loading import refuse_pickles
 from ..scenes import HELD_OUT_SEED_START, NoSpaceForGoals, ProceduralRoom
 from .actions import AgentState, MotionConfig, apply_motion
 from .config import EnvConfig
@@ -130,12 +131,27 @@ class MirageSimulation:
             if self._photo is None:
                 from ..scenes.photo import PhotoScene
 
-                self._photo = PhotoScene(self.cfg.scene, fov_deg=self.cfg.fov_deg,
-                                         depth_estimator=getattr(self.world_model, "depth_estimator", None))
+                self._photo = PhotoScene(self.cfg.scene, fov_deg=self.cfg.fov_deg, depth_estimator=self._photo_depth())
             return self._photo
         if current is not None and current.seed == seed:
             return current
         return ProceduralRoom(seed, goal_objects=self.cfg.goal_objects if self.cfg.task == "objectgoal" else 0)
+
+    def _photo_depth(self):
+        """The photo's depth model: ``depth_model``'s folder, else the world model's own (Wan has one), else None
+        (PhotoScene then assumes a flat wall and warns)."""
+        if self.cfg.depth_model is None:
+            return getattr(self.world_model, "depth_estimator", None)
+        from pathlib import Path
+
+        from ..models.depth import DepthEstimator
+
+        folder = Path(self.cfg.depth_model).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"depth_model {str(folder)!r} is not a transformers model folder (no config.json); download one "
+                             "once, e.g. `hf download depth-anything/Depth-Anything-V2-Small-hf --local-dir <folder>`")
+        refuse_pickles(folder)
+        return DepthEstimator.from_pretrained(folder, device=self.device)
 
     def _draw_scene(self, current, rng: np.random.Generator, options: dict):
         """The episode's room: options' scene_seed, or a draw from scene_seeds
