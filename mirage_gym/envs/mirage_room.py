@@ -143,7 +143,9 @@ class MirageRoomEnv(gym.Env):
     ``gym.make_vec("MirageRoom-v0", num_envs=N, vectorization_mode="vector_entry_point")``
     returns :class:`MirageRoomVectorEnv`: N episodes sharing one world model,
     one batched generate/decode per step, same maths as this class (both
-    drive :class:`MirageSimulation`).
+    drive :class:`MirageSimulation`). Poses, rewards, terminations and infos
+    equal N single envs exactly; a learned model's frames only up to float
+    rounding that the rollout carries on (docs/agents.md, "Vector env").
 
     ## Version History
 
