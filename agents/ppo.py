@@ -197,6 +197,7 @@ def resolve_env(args: Args) -> tuple[str, dict]:
     from gymnasium.envs.registration import registry
 
     import mirage_gym  # noqa: F401  (registers the env ids)
+    from mirage_gym.envs.config import EnvConfig
 
     env_id = args.env_id or (ORACLE_ENV_ID if args.world_model in ("", "oracle") else LEARNED_ENV_ID)
     if env_id not in registry:
@@ -205,9 +206,10 @@ def resolve_env(args: Args) -> tuple[str, dict]:
     env_kwargs = {"obs_size": args.obs_size, "max_episode_steps": args.max_episode_steps}
     if args.world_model and args.world_model != spec.kwargs.get("world_model"):
         env_kwargs["world_model"] = args.world_model
-    own = {**spec.kwargs, "max_episode_steps": spec.max_episode_steps}
+    own = {**EnvConfig.from_kwargs(**spec.kwargs).to_dict(), "max_episode_steps": spec.max_episode_steps}
+    own["obs_size"] = own["obs_size"] or "native"
     changed = [f"{k} {own.get(k)!r} -> {v!r}" for k, v in env_kwargs.items() if own.get(k) != v]
-    kept = {k: spec.kwargs[k] for k in ("world_model", "frames_per_step", "memory_update") if k in spec.kwargs}
+    kept = {k: own[k] for k in ("world_model", "frames_per_step", "memory_update")}
     print(f"ppo.py: env {env_id} {kept}; overridden: {', '.join(changed) or 'nothing'}", flush=True)
     if "world_model" in env_kwargs and (spec.kwargs.get("world_model") == "oracle") != (args.world_model == "oracle"):
         print(f"ppo.py: WARNING: {env_id} is configured for world_model={spec.kwargs.get('world_model')!r}; running "

@@ -159,7 +159,9 @@ def test_ppo_script_uses_the_learned_ids_configuration(capsys):
     ppo = load_script("ppo")
     env_id, kwargs = ppo.resolve_env(ppo.Args(world_model="tiny", obs_size=32))
     assert env_id == "MirageRoom-v0" and "world_model" not in kwargs
-    assert "overridden: obs_size 64 -> 32, max_episode_steps 500 -> 100" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "'frames_per_step': 4, 'memory_update': 'fill'" in out
+    assert "overridden: obs_size 'native' -> 32, max_episode_steps 500 -> 100" in out
     assert ppo.resolve_env(ppo.Args())[0] == "MirageRoomOracle64-v0"
     env_id, kwargs = ppo.resolve_env(ppo.Args(env_id="MirageRoomOracle64-v0", world_model="tiny"))
     assert kwargs["world_model"] == "tiny" and "WARNING" in capsys.readouterr().err
