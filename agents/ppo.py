@@ -1,7 +1,7 @@
 """PPO (stable-baselines3, MultiInputPolicy) on MirageRoom's explore task.
 
     python agents/ppo.py                                  # oracle world, ~7 min on one CPU core
-    python agents/ppo.py --world-model tiny               # the same script on the learned world model
+    python agents/ppo.py --world-model tiny               # the same script on MirageRoom-v0 (the learned world)
     python agents/ppo.py --total-timesteps 512 --num-envs 2 --n-steps 64 --obs-size 32   # smoke test
     python agents/ppo.py --load runs/ppo/ppo_mirage.zip --total-timesteps 0   # evaluate a saved model, redraw
 
@@ -26,8 +26,8 @@ from pathlib import Path
 
 @dataclass
 class Args:
-    env_id: str = "MirageRoomOracle64-v0"  # the fast oracle world: 64x64, one frame per step
-    world_model: str = ""  # override the id's world model: "oracle", "tiny", a path ("" = the id's own)
+    env_id: str = ""  # "" = the id of --world-model (MirageRoom-v0 for tiny or a weights folder), else MirageRoomOracle64-v0
+    world_model: str = ""  # "oracle", "tiny", a weights folder ("" = the id's own)
     obs_size: int = 64  # SB3's NatureCNN needs >= 36; our small CNN below works from 16
     max_episode_steps: int = 100  # return = coverage reached in this many steps
     total_timesteps: int = 24_000
@@ -75,9 +75,7 @@ def main(args: Args) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    env_kwargs = {"obs_size": args.obs_size, "max_episode_steps": args.max_episode_steps}
-    if args.world_model:
-        env_kwargs["world_model"] = args.world_model
+    args.env_id, env_kwargs = resolve_env(args)
 
     # --- a small CNN for the frame + an MLP for the pose (works for any frame size >= 16)
     class RoomFeatures(BaseFeaturesExtractor):
@@ -185,6 +183,39 @@ def main(args: Args) -> dict:
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: summary[k] for k in ("train_s", "env_steps", "steps_per_s", "episodes", "curve", "eval_mean")}, indent=1))
     return summary
+
+
+# The id whose configuration each world model is trained and evaluated with: the
+# oracle's fast 64x64 one-frame variant; every learned model MirageRoom-v0's
+# (4 frames per step, the fill memory rule).
+ORACLE_ENV_ID, LEARNED_ENV_ID = "MirageRoomOracle64-v0", "MirageRoom-v0"
+
+
+def resolve_env(args: Args) -> tuple[str, dict]:
+    """The env id and gym.make kwargs for ``args``; prints every setting the
+    script overrides, so a run never silently differs from its id."""
+    from gymnasium.envs.registration import registry
+
+    import mirage_gym  # noqa: F401  (registers the env ids)
+    from mirage_gym.envs.config import EnvConfig
+
+    env_id = args.env_id or (ORACLE_ENV_ID if args.world_model in ("", "oracle") else LEARNED_ENV_ID)
+    if env_id not in registry:
+        raise SystemExit(f"--env-id {env_id!r} is not registered; use one of the MirageRoom ids (mirage_gym/envs_configs/)")
+    spec = registry[env_id]
+    env_kwargs = {"obs_size": args.obs_size, "max_episode_steps": args.max_episode_steps}
+    if args.world_model and args.world_model != spec.kwargs.get("world_model"):
+        env_kwargs["world_model"] = args.world_model
+    own = {**EnvConfig.from_kwargs(**spec.kwargs).to_dict(), "max_episode_steps": spec.max_episode_steps}
+    own["obs_size"] = own["obs_size"] or "native"
+    changed = [f"{k} {own.get(k)!r} -> {v!r}" for k, v in env_kwargs.items() if own.get(k) != v]
+    kept = {k: own[k] for k in ("world_model", "frames_per_step", "memory_update")}
+    print(f"ppo.py: env {env_id} {kept}; overridden: {', '.join(changed) or 'nothing'}", flush=True)
+    if "world_model" in env_kwargs and (spec.kwargs.get("world_model") == "oracle") != (args.world_model == "oracle"):
+        print(f"ppo.py: WARNING: {env_id} is configured for world_model={spec.kwargs.get('world_model')!r}; running "
+              f"{args.world_model!r} with that id's other settings (pass --env-id {LEARNED_ENV_ID} for the learned "
+              "world's configuration)", file=sys.stderr, flush=True)
+    return env_id, env_kwargs
 
 
 def _has_progress_bar() -> bool:

@@ -107,7 +107,7 @@ def _collect_command(sub):
 def _play_command(sub):
     from . import play
 
-    p = sub.add_parser("play", help="walk through a room with the keyboard (needs a display and pygame)",
+    p = sub.add_parser("play", help="walk through a room with the keyboard, or headless from --keys to --record (needs pygame)",
                        description=play.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataclass_args(p, play.PlayArgs)
     p.set_defaults(run=lambda ns: play.main(from_namespace(play.PlayArgs, ns)))

@@ -152,3 +152,16 @@ def test_load_policy_names():
     with pytest.raises(ValueError, match="unknown policy"):
         load_policy("greedy", env)
     assert mirage_gym.Action(load_policy("random", env).act(None)) in list(Action)
+
+
+def test_ppo_script_uses_the_learned_ids_configuration(capsys):
+    """--world-model tiny runs MirageRoom-v0 (4 frames per step, fill rule), not the oracle id with its model swapped."""
+    ppo = load_script("ppo")
+    env_id, kwargs = ppo.resolve_env(ppo.Args(world_model="tiny", obs_size=32))
+    assert env_id == "MirageRoom-v0" and "world_model" not in kwargs
+    out = capsys.readouterr().out
+    assert "'frames_per_step': 4, 'memory_update': 'fill'" in out
+    assert "overridden: obs_size 'native' -> 32, max_episode_steps 500 -> 100" in out
+    assert ppo.resolve_env(ppo.Args())[0] == "MirageRoomOracle64-v0"
+    env_id, kwargs = ppo.resolve_env(ppo.Args(env_id="MirageRoomOracle64-v0", world_model="tiny"))
+    assert kwargs["world_model"] == "tiny" and "WARNING" in capsys.readouterr().err

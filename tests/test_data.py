@@ -115,11 +115,31 @@ def test_two_worker_processes_match_one(tmp_path):
     assert one["return_mean"] == two["return_mean"]
 
 
-def test_ray_local_cluster(tmp_path):
-    pytest.importorskip("ray")
-    summary = collect_dataset(CollectArgs(episodes=2, format="npz", out=str(tmp_path / "ray"), ray=True, workers=2, **FAST))
+def test_ray_local_cluster(tmp_path, monkeypatch):
+    """A Ray cluster of this machine only (loopback, no dashboard) runs the
+    episodes as tasks; they equal the in-process ones."""
+    import ray
+    from ray._private import ray_constants
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # inherited by Ray's processes
+    monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # node address: the loopback interface
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+        summary = collect_dataset(CollectArgs(episodes=2, format="npz", out=str(tmp_path / "ray"), ray=True, workers=2, **FAST))
+    finally:
+        ray.shutdown()
     assert summary["mode"] == "ray" and summary["episodes"] == 2
-    assert len(npz.episode_paths(tmp_path / "ray")) == 2
+    # without a running instance, collect starts its own local one (address "local") and stops it
+    collect_dataset(CollectArgs(episodes=1, format="npz", out=str(tmp_path / "own"), ray=True, **FAST))
+    assert not ray.is_initialized() and len(npz.episode_paths(tmp_path / "own")) == 1
+    collect_dataset(CollectArgs(episodes=2, format="npz", out=str(tmp_path / "one"), **FAST))
+    assert np.array_equal(npz.load_episode(npz.episode_paths(tmp_path / "own")[0])["rgb"],
+                          npz.load_episode(npz.episode_paths(tmp_path / "one")[0])["rgb"])
+    for a, b in zip(npz.episode_paths(tmp_path / "one"), npz.episode_paths(tmp_path / "ray"), strict=True):
+        ea, eb = npz.load_episode(a), npz.load_episode(b)
+        assert np.array_equal(ea["actions"], eb["actions"]) and np.array_equal(ea["rgb"], eb["rgb"])
 
 
 def test_cli_collect(tmp_path, capsys):

@@ -1,10 +1,12 @@
 """`mirage-gym demo` writes a watchable video; `mirage-gym play` explains a missing display."""
 
 import json
+import sys
 
 import imageio.v2 as imageio
 import numpy as np
 
+import mirage_gym
 from mirage_gym import demo, play
 from mirage_gym.cli import main
 
@@ -41,7 +43,44 @@ def test_demo_with_the_learned_world_model(tmp_path, tiny_weights_or_skip):
 def test_play_without_a_display_says_so(monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
     monkeypatch.setattr("sys.platform", "linux")
     assert main(["play"]) == play.NO_DISPLAY_EXIT == 2
     err = capsys.readouterr().err
     assert "pygame" in err or "display" in err
+
+
+def test_play_headless_records_scripted_keys(tmp_path, monkeypatch, capsys):
+    """SDL's dummy driver, --keys through the pygame event loop, --record: the
+    shown frames are exactly a replay of the same actions."""
+    import gymnasium as gym
+
+    from mirage_gym.data.mp4 import read_video
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert "--keys" in play.display_problem(scripted=False)  # no keyboard under the dummy driver
+    args = play.PlayArgs(env_id="MirageRoomOracle64-v0", keys="wwa.dr", record=str(tmp_path / "play.mp4"))
+    env = gym.make("MirageRoomOracle64-v0", render_mode="rgb_array", obs_size=32, render_size=64)
+    import pygame
+
+    pygame.display.init()  # not pygame.init(): no audio device is opened
+    try:
+        shown = play.run(env, args)
+    finally:
+        pygame.quit()
+    replay = gym.make("MirageRoomOracle64-v0", render_mode="rgb_array", obs_size=32, render_size=64)
+    replay.reset(seed=0)
+    expected = [replay.render()]
+    for key in "wwa.dr":
+        replay.step(int(play.KEYS_TO_ACTION.get(key, mirage_gym.Action.STAY)))
+        expected.append(replay.render())
+    assert len(shown) == 7 and all(np.array_equal(a, b) for a, b in zip(shown, expected))
+    assert main(["play", "--env-id", "MirageRoomOracle64-v0", "--keys", "wd", "--record", str(tmp_path / "cli.mp4")]) == 0
+    assert "recorded 3 frames" in capsys.readouterr().out and read_video(tmp_path / "cli.mp4").shape[0] == 3
+    assert main(["play", "--keys", "wz"]) == play.NO_DISPLAY_EXIT and "unknown key" in capsys.readouterr().err
+
+
+def test_play_names_its_extra_without_pygame(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pygame", None)  # import pygame raises ImportError
+    assert 'pip install "mirage_gym[play]"' in play.display_problem(scripted=True)

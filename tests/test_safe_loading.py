@@ -255,7 +255,9 @@ def _call_name(node: ast.Call) -> str:
 NO_WEIGHTS = {("models/wan/loading.py", "cls.from_pretrained"),  # scheduler: JSON config only
               ("models/wan/loading.py", "AutoTokenizer.from_pretrained"),  # sentencepiece/JSON, no pickles
               ("models/wan/world_model.py", "DepthEstimator.from_pretrained"),
-              ("models/wan/world_model.py", "SemanticSegmenter.from_pretrained")}
+              ("models/wan/world_model.py", "SemanticSegmenter.from_pretrained"),
+              # mirage_gym's own loader (models/depth.py): it passes use_safetensors=True, checked there
+              ("envs/simulation.py", "DepthEstimator.from_pretrained")}
 
 
 def test_source_never_calls_an_unpickling_loader():

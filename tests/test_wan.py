@@ -428,6 +428,27 @@ def test_env_runs_with_tiny_wan(tiny_folder):
     env.close()
 
 
+def test_env_defaults_to_the_wan_folders_native_size(tiny_folder, tmp_path):
+    """Without obs_size the env runs at the folder's world_model.json image_size
+    (the registered id's own size no longer overrides it)."""
+    import json
+
+    import gymnasium as gym
+
+    import mirage_gym
+
+    folder = copy_folder(tiny_folder, tmp_path / "wide")
+    marker = json.loads((folder / "world_model.json").read_text())
+    (folder / "world_model.json").write_text(json.dumps({**marker, "image_size": [32, 64]}))
+    env = gym.make("MirageRoom-v0", world_model={"name": "wan2.2", "path": str(folder)}, frames_per_step=4)
+    assert env.observation_space["rgb"].shape == (32, 64, 3)
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(mirage_gym.Action.FORWARD)
+    assert obs["rgb"].shape == (32, 64, 3)
+    env.close()
+    assert gym.make("MirageRoom-v0", world_model="oracle").observation_space["rgb"].shape == (64, 64, 3)
+
+
 # --------------------------------------------------------------------- training
 
 

@@ -534,7 +534,10 @@ def _run_ray(jobs, args: CollectArgs, save) -> None:
         if args.ray_address:
             ray.init(address=args.ray_address, log_to_driver=False)
         else:
-            ray.init(num_cpus=args.workers if args.workers > 1 else None, include_dashboard=False, log_to_driver=False)
+            # "local": a new instance of this machine, never a cluster that ray.init() would otherwise
+            # find through RAY_ADDRESS or /tmp/ray (joining one is what --ray-address is for)
+            ray.init(address="local", num_cpus=args.workers if args.workers > 1 else None, include_dashboard=False,
+                     log_to_driver=False)
         started = True
     try:
         task = ray.remote(num_cpus=1)(_ray_job)

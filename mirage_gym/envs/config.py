@@ -37,7 +37,7 @@ class EnvConfig:
     world_model: Any = "tiny"  # "tiny" | "oracle" | path | {"name": ..., ...} | WorldModel
     memory: str = "latent"  # "latent" (Mirage) | "rgb" (pixel-space baseline) | "none"
     frames_per_step: int = 4  # K frames generated per action
-    obs_size: Any = 64  # int or [H, W]
+    obs_size: Any = None  # int or [H, W]; None: the world model's native size (tiny, oracle: 64; Wan: its folder's)
     memory_obs: bool = False  # add obs["memory"]: warped latent + mask at the current pose
     action_type: str = "discrete"  # "discrete" | "continuous"
     task: str = "explore"  # "explore" | "goal" | "objectgoal" | "none"
@@ -45,6 +45,7 @@ class EnvConfig:
     device: str = "cpu"
     depth_source: str = "auto"  # depth for memory writes: "model" head, "scene" ground truth, "auto"
     scene: Any = None  # None: procedural rooms; a path to an image: start from a photo
+    depth_model: Any = None  # photo start: a local transformers depth folder (AutoModelForDepthEstimation)
     scene_seeds: Any = "train"  # "train" (< 1e6) | "eval" (>= 1e6) | int | list of ints
     fov_deg: float = 90.0  # horizontal field of view
     fps: float = 8.0  # scene time per generated frame is 1 / fps seconds
@@ -81,8 +82,11 @@ class EnvConfig:
         return self.task == "objectgoal" or (self.task == "goal" and self.goal_obs is True)
 
     @property
-    def image_size(self) -> tuple[int, int]:
+    def image_size(self) -> tuple[int, int] | None:
+        """(H, W), or None for the world model's native size."""
         s = self.obs_size
+        if s is None:
+            return None
         return (int(s), int(s)) if isinstance(s, (int, float)) else (int(s[0]), int(s[1]))
 
     def validate(self) -> None:
@@ -98,11 +102,13 @@ class EnvConfig:
         self.frames_per_step = limits.bounded_int("frames_per_step", self.frames_per_step, 1, limits.MAX_FRAMES_PER_STEP,
                                                   "frames generated per action; mirage_gym.limits says why")
         s = self.obs_size
-        sizes = [s] if _is_number(s) else list(s) if isinstance(s, (list, tuple)) else None
-        if not sizes or len(sizes) != (1 if _is_number(s) else 2) or \
+        sizes = [64] if s is None else [s] if _is_number(s) else list(s) if isinstance(s, (list, tuple)) else None
+        if not sizes or len(sizes) != (2 if isinstance(s, (list, tuple)) else 1) or \
                 not all(_is_number(v) and math.isfinite(v) and int(v) == v and 8 <= v <= MAX_OBS_SIZE for v in sizes):
-            raise ValueError(f"obs_size must be an integer in [8, {MAX_OBS_SIZE}] or [height, width] of such integers, got {s!r}")
-        self.obs_size = int(s) if _is_number(s) else [int(v) for v in sizes]  # numpy numbers become plain (JSON) ints
+            raise ValueError(f"obs_size must be an integer in [8, {MAX_OBS_SIZE}], [height, width] of such integers, "
+                             f"or None (the world model's native size), got {s!r}")
+        if s is not None:  # numpy numbers become plain (JSON) ints
+            self.obs_size = int(s) if _is_number(s) else [int(v) for v in sizes]
         if self.goal_obs is not None and not isinstance(self.goal_obs, bool):
             raise ValueError(f"goal_obs must be true, false or null, got {self.goal_obs!r}")
         if self.goal_obs is True and self.task not in ("goal", "objectgoal"):
@@ -146,6 +152,12 @@ class EnvConfig:
         if not _is_int(self.memory_capacity) or self.memory_capacity < 1:
             raise ValueError(f"memory_capacity must be a positive integer, got {self.memory_capacity!r}")
         self.memory_capacity = int(self.memory_capacity)
+        if self.depth_model is not None:
+            if not isinstance(self.depth_model, str) or not self.depth_model:
+                raise ValueError(f"depth_model must be the path of a local depth model folder, got {self.depth_model!r}")
+            if self.scene is None:
+                raise ValueError("depth_model gives a photo start its depth; it needs scene=<path to an image> "
+                                 "(procedural rooms have exact depth)")
         if self.scene is not None and self.return_gt:
             raise ValueError("return_gt=True needs ground truth at every pose; a photo scene has it only at its first view")
         if self.scene is not None and self.task != "none":

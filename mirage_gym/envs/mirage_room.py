@@ -74,7 +74,9 @@ class MirageRoomEnv(gym.Env):
     ``Dict`` with
     * ``rgb``: ``uint8 (H, W, 3)``, the last generated frame (``obs_size``);
     * ``pose``: ``float32 (7,)``, camera position (m) and unit quaternion
-      (w, x, y, z) of the camera-to-world rotation (OpenCV camera axes);
+      (w, x, y, z), w >= 0, of the camera-to-world rotation (OpenCV camera
+      axes; :class:`mirage_gym.wrappers.ContinuousPose` for a rotation
+      feature without the sign flip every quaternion has once per turn);
     * ``memory`` (only with ``memory_obs=True``): ``float32 (C+1, h, w)``,
       the memory read at the current pose: warped latent (C channels) and
       coverage mask;
@@ -114,12 +116,18 @@ class MirageRoomEnv(gym.Env):
     ## Arguments
 
     ``gym.make("MirageRoom-v0", world_model="tiny", memory="latent",
-    frames_per_step=4, obs_size=64, memory_obs=False, action_type="discrete",
+    frames_per_step=4, obs_size=None, memory_obs=False, action_type="discrete",
     task="explore", return_gt=False, device="cpu", depth_source="auto",
-    scene=None, scene_seeds="train", fov_deg=90.0, fps=8.0, voxel_size=0.15,
-    memory_capacity=60000, ...)``; every field of :class:`EnvConfig`.
-    ``memory`` is ``"latent"`` (Mirage), ``"rgb"`` (the pixel-space baseline:
-    an RGB point cloud rendered and VAE-encoded every frame) or ``"none"``.
+    scene=None, depth_model=None, scene_seeds="train", fov_deg=90.0, fps=8.0,
+    voxel_size=0.15, memory_capacity=60000, ...)``; every field of
+    :class:`EnvConfig`. ``obs_size`` (int or [H, W]) left unset is the world
+    model's native size: 64 for tiny and the oracle, a Wan folder's
+    ``world_model.json`` ``image_size``. ``memory`` is ``"latent"`` (Mirage),
+    ``"rgb"`` (the pixel-space baseline: an RGB point cloud rendered and
+    VAE-encoded every frame) or ``"none"``.
+    ``scene`` (an image path) starts from a photo (``task="none"``);
+    ``depth_model`` (a local transformers depth folder, e.g. Depth Anything
+    V2 Small) gives it depth, else it is a flat wall at 3 m (with a warning).
     ``depth_source`` picks the depth used for memory writes: the model's
     own geometry head (``"model"``), ground truth (``"scene"``), or
     ``"auto"`` (ground truth for the oracle, the model otherwise).
@@ -134,7 +142,9 @@ class MirageRoomEnv(gym.Env):
     ``gym.make_vec("MirageRoom-v0", num_envs=N, vectorization_mode="vector_entry_point")``
     returns :class:`MirageRoomVectorEnv`: N episodes sharing one world model,
     one batched generate/decode per step, same maths as this class (both
-    drive :class:`MirageSimulation`).
+    drive :class:`MirageSimulation`). Poses, rewards, terminations and infos
+    equal N single envs exactly; a learned model's frames only up to float
+    rounding that the rollout carries on (docs/agents.md, "Vector env").
 
     ## Version History
 

@@ -30,6 +30,7 @@ from .. import limits
 from ..images import to_model, to_uint8
 from ..memory import LatentSpatialMemory, RGBPointCloudMemory
 from ..models import SegmentRequest, load_world_model
+from ..models.safe_loading import refuse_pickles
 from ..scenes import HELD_OUT_SEED_START, NoSpaceForGoals, ProceduralRoom
 from .actions import AgentState, MotionConfig, move_body
 from .config import EnvConfig
@@ -89,8 +90,9 @@ class MirageSimulation:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={cfg.device!r} but this torch build sees no CUDA GPU (torch.cuda.is_available() is False); "
                              "use device='cpu', or install a CUDA build of torch on a machine with a GPU")
-        H, W = cfg.image_size
-        self.world_model = load_world_model(cfg.world_model, image_size=(H, W), device=cfg.device, **cfg.model_kwargs)
+        size = cfg.image_size  # None: the world model's native size
+        self.world_model = load_world_model(cfg.world_model, image_size=size, device=cfg.device, **cfg.model_kwargs)
+        H, W = size or (int(v) for v in self.world_model.image_size)
         if tuple(self.world_model.image_size) != (H, W):
             raise ValueError(f"world model {self.world_model.name!r} makes {self.world_model.image_size} frames but obs_size is {(H, W)}; "
                              f"set obs_size={list(self.world_model.image_size)}")
@@ -137,12 +139,27 @@ class MirageSimulation:
             if self._photo is None:
                 from ..scenes.photo import PhotoScene
 
-                self._photo = PhotoScene(self.cfg.scene, fov_deg=self.cfg.fov_deg,
-                                         depth_estimator=getattr(self.world_model, "depth_estimator", None))
+                self._photo = PhotoScene(self.cfg.scene, fov_deg=self.cfg.fov_deg, depth_estimator=self._photo_depth())
             return self._photo
         if current is not None and current.seed == seed:
             return current
         return ProceduralRoom(seed, goal_objects=self.cfg.goal_objects if self.cfg.task == "objectgoal" else 0)
+
+    def _photo_depth(self):
+        """The photo's depth model: ``depth_model``'s folder, else the world model's own (Wan has one), else None
+        (PhotoScene then assumes a flat wall and warns)."""
+        if self.cfg.depth_model is None:
+            return getattr(self.world_model, "depth_estimator", None)
+        from pathlib import Path
+
+        from ..models.depth import DepthEstimator
+
+        folder = Path(self.cfg.depth_model).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"depth_model {str(folder)!r} is not a transformers model folder (no config.json); download one "
+                             "once, e.g. `hf download depth-anything/Depth-Anything-V2-Small-hf --local-dir <folder>`")
+        refuse_pickles(folder)
+        return DepthEstimator.from_pretrained(folder, device=self.device)
 
     def _draw_scene(self, current, rng: np.random.Generator, options: dict):
         """The episode's room: options' scene_seed, or a draw from scene_seeds
@@ -542,11 +559,11 @@ class MirageSimulation:
 
         ours = self.cfg.to_dict()
         differ = sorted(k for k in ours if k not in STATE_FREE_FIELDS and plain(theirs.get(k, "<missing>")) != plain(ours[k]))
-        try:
-            size = EnvConfig(obs_size=theirs.get("obs_size")).image_size
+        try:  # None: the world model's native size (the weights digest below checks it is this model)
+            size = EnvConfig(obs_size=theirs.get("obs_size")).image_size or tuple(self.world_model.image_size)
         except (TypeError, ValueError, IndexError):
             size = None
-        if size != self.image_size:
+        if size is None or tuple(size) != tuple(self.image_size):
             differ.append("obs_size")
         if differ:
             shown = ", ".join(f"{k}={theirs.get(k, '<missing>')!r} (this env: {ours[k]!r})" for k in differ[:6])

@@ -1,6 +1,8 @@
 """The vectorised twin of MirageRoomEnv: N episodes, one world model, one
-batched generate + decode per step. Same maths (MirageSimulation), so its
-outputs equal N single envs reset with the same seeds."""
+batched generate + decode per step. Same maths (MirageSimulation) and one
+noise generator per episode, so its outputs equal N single envs reset with
+the same seeds: exactly, except a learned model's frames, which differ by
+float rounding in batch-size dependent kernels (docs/agents.md, "Vector env")."""
 
 from __future__ import annotations
 

@@ -38,6 +38,8 @@ def _load_oracle(path=None, **kw):
                          "e.g. model_kwargs={'downsample': 4}")
     from .oracle import OracleWorldModel
 
+    if kw.get("image_size", 0) is None:  # no size asked for: the oracle's default
+        del kw["image_size"]
     return OracleWorldModel(**kw)
 
 

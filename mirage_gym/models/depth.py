@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
@@ -94,6 +95,21 @@ def fit_depth_scale(depth: torch.Tensor, ref_depth: torch.Tensor, valid: torch.T
 
 
 # ------------------------------------------------------------------------ estimator
+
+
+@contextmanager
+def _quiet_loading():
+    """transformers draws a "Loading weights" progress bar on every load; an env
+    that loads a local depth model at make or reset should not print one."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def preprocessor_options(path: Path) -> dict:
@@ -159,7 +175,8 @@ class DepthEstimator:
         from transformers import AutoModelForDepthEstimation
 
         path = Path(path)
-        model = AutoModelForDepthEstimation.from_pretrained(str(path), local_files_only=True, use_safetensors=True, dtype=dtype)
+        with _quiet_loading():
+            model = AutoModelForDepthEstimation.from_pretrained(str(path), local_files_only=True, use_safetensors=True, dtype=dtype)
         model = model.to(device).eval().requires_grad_(False)
         cfg = model.config
         if kind == "auto":
@@ -304,7 +321,8 @@ class SemanticSegmenter:
         from transformers import AutoModelForSemanticSegmentation
 
         path = Path(path)
-        model = AutoModelForSemanticSegmentation.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+        with _quiet_loading():
+            model = AutoModelForSemanticSegmentation.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
         opts = {}
         opts.update(preprocessor_options(path))
         opts.update(kwargs)

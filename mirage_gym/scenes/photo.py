@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import as_tensor, backproject, check_pose, intrinsics_from_fov, pose_from_yaw_pitch, project
+from ..images import resize_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +80,7 @@ def fit_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
         h = max(1, round(W / target))
         y0 = (H - h) // 2
         image = image[y0 : y0 + h]
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
-    if t.shape[-2:] != (height, width):
-        t = F.interpolate(t, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    return t[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+    return resize_uint8(image, height, width)
 
 
 class PhotoScene:
