@@ -32,6 +32,7 @@ from .actions import AgentState, MotionConfig, apply_motion
 from .config import EnvConfig
 from .coverage import CoverageMap
 from .tasks import Task, make_task
+from .threads import env_threads, intra_op_threads
 
 STATE_VERSION = 1
 # Coverage (the explore reward) is counted on its own ground-truth view, one ray
@@ -82,7 +83,8 @@ class MirageSimulation:
             raise ValueError(f"device={cfg.device!r} but this torch build sees no CUDA GPU (torch.cuda.is_available() is False); "
                              "use device='cpu', or install a CUDA build of torch on a machine with a GPU")
         H, W = cfg.image_size
-        self.world_model = load_world_model(cfg.world_model, image_size=(H, W), device=cfg.device, **cfg.model_kwargs)
+        with intra_op_threads(cfg.num_threads):
+            self.world_model = load_world_model(cfg.world_model, image_size=(H, W), device=cfg.device, **cfg.model_kwargs)
         if tuple(self.world_model.image_size) != (H, W):
             raise ValueError(f"world model {self.world_model.name!r} makes {self.world_model.image_size} frames but obs_size is {(H, W)}; "
                              f"set obs_size={list(self.world_model.image_size)}")
@@ -214,6 +216,7 @@ class MirageSimulation:
     # tracking makes each of a step's few hundred small torch ops cheaper
     # (oracle env, same-process A/B: 273-282 -> 311-342 steps per CPU-second,
     # identical frames).
+    @env_threads
     @torch.inference_mode()
     def reset_episode(self, index: int, rng: np.random.Generator, options: dict | None = None) -> tuple[dict, dict]:
         """Start episode ``index`` with the env's seeded ``rng``."""
@@ -290,6 +293,7 @@ class MirageSimulation:
 
     # ------------------------------------------------------------------ step
 
+    @env_threads
     @torch.inference_mode()
     def step(self, indices: list[int], motions: list[np.ndarray]) -> list[StepResult]:
         """Advance episodes ``indices`` by one action each, in one batched model call."""
@@ -432,6 +436,7 @@ class MirageSimulation:
         latent, mask, _ = self._read_batch([ep], paths)
         return torch.cat([latent[0, 0], mask[0, 0][None]]).float().cpu().numpy()
 
+    @env_threads
     def observation(self, index: int) -> dict:
         """The current observation of episode ``index`` (after a reset or set_state)."""
         ep = self.episodes[index]
@@ -461,6 +466,7 @@ class MirageSimulation:
 
     # ------------------------------------------------------------------ snapshots
 
+    @env_threads
     def get_state(self, index: int) -> dict:
         ep = self.episodes[index]
         if ep.agent is None:
@@ -482,6 +488,7 @@ class MirageSimulation:
             "torch_rng": ep.generator.get_state(),
         })
 
+    @env_threads
     def set_state(self, index: int, state: dict) -> None:
         """Restore a snapshot from get_state(). Everything is validated and
         rebuilt first; the episode changes only when all of it succeeded, so a
