@@ -165,7 +165,7 @@ def test_embedded_world_model_labels():
 def test_bench_uses_the_embedded_model_when_installed(tmp_path, tiny_weights_or_skip):
     tiny_weights_or_skip()
     args = dict(quick=True, sections=["memory_path", "e2e"], wan_vae="off", tour_steps=8, validate_steps=4, flat_from=4,
-                e2e_envs=[2], e2e_frames=8, repeats=2, plots=False)
+                e2e_envs=[2], e2e_frames=8, e2e_late_step=3, repeats=2, plots=False)
     data = bench.main(bench.BenchArgs(out=str(tmp_path), **args), explicit=set(args))
     assert data["model"]["trained_weights"] and data["model"]["world_model"].startswith("tiny")
     assert data["memory_path"]["embedded"]["ratio"] > 0

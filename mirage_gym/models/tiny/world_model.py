@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ...geometry import plucker_rays, relative_pose, scale_intrinsics
 from ..base import Segment, SegmentRequest, WorldModel, randn_per_episode
 from .config import TinyConfig
-from .networks import GeometryHead
 from .pipeline import MemoryResidualSampler, NoiseLevels
+
+if TYPE_CHECKING:
+    from .networks import GeometryHead
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "tiny"
 MARKER = "world_model.json"
@@ -109,7 +112,7 @@ def make_sampler(denoiser, cfg: TinyConfig, steps: int | None = None) -> MemoryR
 
 def build_networks(cfg: TinyConfig) -> dict:
     """The three networks of a tiny world model, freshly initialised (seed torch first)."""
-    from .networks import build_denoiser, build_vae
+    from .networks import GeometryHead, build_denoiser, build_vae
 
     return {"vae": build_vae(cfg), "geometry": GeometryHead(latent_channels=cfg.latent_channels, width=cfg.geometry_width),
             "denoiser": build_denoiser(cfg)}
@@ -158,12 +161,19 @@ def load_tiny_world_model(path=None, image_size=None, device="cpu", denoise_step
         raise ValueError(f"{folder / MARKER} has no \"config\" object (the model sizes and latent statistics); "
                          "re-export the folder with `mirage-gym train export`")
     cfg = TinyConfig.from_dict(meta["config"])
-    from diffusers import AutoencoderTiny, UNet2DModel  # after the checks: importing diffusers takes seconds
     if image_size is not None and tuple(image_size) != (cfg.image_size, cfg.image_size):
         raise ValueError(f"the tiny world model at {folder} makes {cfg.image_size}x{cfg.image_size} frames; "
                          f"got obs_size {list(image_size)}: use obs_size={cfg.image_size}")
-    kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
-    vae = AutoencoderTiny.from_pretrained(folder / "vae", **kw)
-    denoiser = UNet2DModel.from_pretrained(folder / "denoiser", **kw)
-    geometry = GeometryHead.from_pretrained(folder / "geometry", **kw)
-    return TinyWorldModel(cfg, vae, denoiser, geometry, device=device, denoise_steps=denoise_steps)
+    from .inference import load_networks
+
+    nets = load_networks(folder)  # no diffusers import: seconds of startup (models/tiny/inference.py)
+    if nets is None:  # a configuration the inference modules do not implement
+        from diffusers import AutoencoderTiny, UNet2DModel
+
+        from .networks import GeometryHead
+
+        kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
+        nets = {"vae": AutoencoderTiny.from_pretrained(folder / "vae", **kw),
+                "denoiser": UNet2DModel.from_pretrained(folder / "denoiser", **kw),
+                "geometry": GeometryHead.from_pretrained(folder / "geometry", **kw)}
+    return TinyWorldModel(cfg, nets["vae"], nets["denoiser"], nets["geometry"], device=device, denoise_steps=denoise_steps)
