@@ -341,6 +341,16 @@ def _camera_rays(K, height: int, width: int, device=None) -> torch.Tensor:
     return rays
 
 
+def _broadcast_shapes(a, b) -> tuple:
+    """torch.broadcast_shapes for two shapes, without its first call's import
+    of torch._refs and sympy (a second of the env's startup)."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
+        raise RuntimeError(f"shapes {a} and {b} cannot be broadcast together")
+    return tuple(y if x == 1 else x for x, y in zip(a, b))
+
+
 def backproject(depth, K, c2w) -> torch.Tensor:
     """Lift every pixel of ``depth`` (..., H, W) to world points (..., H, W, 3).
 
@@ -355,7 +365,7 @@ def backproject(depth, K, c2w) -> torch.Tensor:
     if c2w.ndim == 2:  # one pose (a python tuple compare instead of torch.broadcast_shapes)
         lead = cam.shape[:-3]
     else:
-        lead = torch.broadcast_shapes(cam.shape[:-3], c2w.shape[:-2])
+        lead = _broadcast_shapes(cam.shape[:-3], c2w.shape[:-2])
         cam = cam.expand(*lead, H, W, 3)
     return transform_points(c2w, cam.reshape(*lead, H * W, 3)).reshape(*lead, H, W, 3)
 

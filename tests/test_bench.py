@@ -19,7 +19,8 @@ from mirage_gym.scenes import ProceduralRoom
 # CI-sized: every section runs, Wan models at diffusers' test sizes (not a cost measurement).
 TINY = dict(quick=True, wan_vae="test", tour_steps=10, flat_from=5, validate_steps=6, wan_size=64, wan_frames=5,
             wan_tour_steps=8, wan_validate_steps=4, e2e_envs=[2], e2e_frames=8, repeats=2, readout_write_steps=3,
-            readout_views=2, wan_dit=True, wan_decode=True)
+            readout_views=2, wan_dit=True, wan_decode=True, e2e_repeats=2, e2e_late_step=3,
+            sections=["cache", "memory_path", "e2e", "readout"])  # speed: its own test (fresh processes)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def room():
 def test_bench_quick_writes_everything(tmp_path, capsys):
     res = bench.main(bench.BenchArgs(out=str(tmp_path), **TINY), explicit=set(TINY))
     printed = capsys.readouterr().out
-    for title in ("Memory path per frame", "Cache after N segments, embedded scale", "Cache after N segments, Wan scale",
+    for title in ("Memory path per frame", "Cache under the env's rule (update='fill')", "Cache over the long tour, embedded scale",
+                  "Cache after N segments, Wan scale",
                   "End-to-end frames/s", "Readout fidelity", "Targets", "bench took"):
         assert title in printed
     for name in ("bench.json", "results.md", "cache_embedded.png", "cache_wan.png", "memory_path.png", "e2e_fps.png"):
@@ -49,11 +51,16 @@ def test_bench_quick_writes_everything(tmp_path, capsys):
     assert cache["checks"]["embedded"]["equal"] and cache["checks"]["wan"]["equal"]
     s = cache["summary"]["embedded"]
     assert s["after_5_segments"]["step"] == 5 and s["after_5_segments"]["ratio_bytes_rgb_over_latent"] > 1
+    # the env's rule: both memories really ran under fill, and the memory path timed those memories
+    fill = cache["summary"]["embedded_env_rule"]
+    assert fill["rule"] == "fill" and fill["at_end"]["step"] == 6 and fill["at_end"]["ratio_bytes_rgb_over_latent"] > 1
+    assert fill["at_end"]["latent_tokens"] <= cache["curves"]["embedded"]["lat_tokens"][5]  # fill stores a subset
+    assert mp["embedded"]["rule"] == "fill" and mp["embedded"]["latent_tokens"] == fill["at_end"]["latent_tokens"]
     assert len(cache["curves"]["embedded"]["step"]) == 10 and len(cache["curves"]["wan"]["step"]) == 8
     rows = data["e2e"]["rows"]
-    assert {(r["mode"], r["num_envs"], r["memory"]) for r in rows} == {(m, n, k) for m, n in (("single", 1), ("vector", 2))
-                                                                       for k in ("latent", "rgb", "none")}
-    assert all(r["fps"] > 0 for r in rows)
+    assert {(r["mode"], r["num_envs"], r["memory"], r["phase"]) for r in rows} == {
+        (m, n, k, p) for m, n in (("single", 1), ("vector", 2)) for k in ("latent", "rgb", "none") for p in ("early", "late")}
+    assert all(len(r["raw_fps"]) == 2 and 0 < r["fps"]["min"] <= r["fps"]["median"] <= r["fps"]["max"] for r in rows)
     assert "PROJECTION" in data["wan_projection"]["label"]
     assert data["readout"]["codecs"]["pixel-unshuffle"]["meaningful"]
     md = (tmp_path / "results.md").read_text()
@@ -158,7 +165,27 @@ def test_embedded_world_model_labels():
 def test_bench_uses_the_embedded_model_when_installed(tmp_path, tiny_weights_or_skip):
     tiny_weights_or_skip()
     args = dict(quick=True, sections=["memory_path", "e2e"], wan_vae="off", tour_steps=8, validate_steps=4, flat_from=4,
-                e2e_envs=[2], e2e_frames=8, repeats=2, plots=False)
+                e2e_envs=[2], e2e_frames=8, e2e_late_step=3, repeats=2, plots=False)
     data = bench.main(bench.BenchArgs(out=str(tmp_path), **args), explicit=set(args))
     assert data["model"]["trained_weights"] and data["model"]["world_model"].startswith("tiny")
     assert data["memory_path"]["embedded"]["ratio"] > 0
+
+
+def test_speed_section_startup_and_threads_in_fresh_processes(tmp_path):
+    """The speed rows (oracle, to stay fast): fresh processes with the user's default threads."""
+    from mirage_gym.eval import bench_speed
+
+    st = bench_speed.run_startup(ids=("MirageRoomOracle64-v0",), repeats=1, log=lambda s: None)
+    r = st["results"]["MirageRoomOracle64-v0"]
+    assert r["wall_s"]["n"] == 1 and r["wall_s"]["median"] > sum(r["median_parts_s"].values()) > 0
+    th = bench_speed.run_threads(world_model="oracle", scene_seed=3, frames_per_step=2, vector_envs=2, repeats=1,
+                                 window_steps=2, window_s=5.0, log=lambda s: None)
+    assert set(th["rows"]) == {"single", "vector"}
+    for by in th["rows"].values():
+        assert all(by[s]["median"] > 0 for s in bench_speed.THREAD_SETTINGS) and by["default_over_1_thread"] > 0
+    res = {"startup": st, "threads": th}
+    text = "\n".join(t.text() for t in bench_speed.speed_tables(res))
+    assert "Startup: fresh process" in text and "Frames/s by thread setting" in text
+    lines = bench_speed.speed_target_lines(res)
+    assert any(line.startswith("Startup MirageRoomOracle64-v0") for line in lines)
+    assert sum("No collapse" in line for line in lines) == 2

@@ -14,6 +14,7 @@ from typing import Any
 from .. import limits
 from ..limits import MAX_OBS_SIZE
 from ..memory.point_memory import UPDATE_RULES
+from .threads import DEFAULT_NUM_THREADS, check_num_threads
 
 MEMORY_KINDS = ("latent", "rgb", "none")
 TASKS = ("explore", "goal", "objectgoal", "none")
@@ -65,6 +66,7 @@ class EnvConfig:
     goal_obs: Any = None  # add obs["goal"] (target colour, kind indices): None = for objectgoal only; true also for goal
     render_size: int = 256  # height of the render() debug view
     model_kwargs: dict = field(default_factory=dict)  # extra kwargs for load_world_model
+    num_threads: Any = DEFAULT_NUM_THREADS  # torch intra-op threads for the env's work (restored after each call); None: torch's setting
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "EnvConfig":
@@ -126,6 +128,7 @@ class EnvConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r} "
                                  "(in YAML write true/false unquoted: a quoted 'false' is a non-empty string)")
         self._validate_device()
+        check_num_threads(self.num_threads)
         if not isinstance(self.model_kwargs, dict) or not all(isinstance(k, str) for k in self.model_kwargs):
             raise ValueError(f"model_kwargs must be a mapping of keyword arguments for the world model, got {self.model_kwargs!r}")
         self.render_size = limits.bounded_int("render_size", self.render_size, 16, limits.MAX_RENDER_SIZE, "pixels of the render() view")

@@ -131,6 +131,12 @@ class MirageRoomEnv(gym.Env):
     ``depth_source`` picks the depth used for memory writes: the model's
     own geometry head (``"model"``), ground truth (``"scene"``), or
     ``"auto"`` (ground truth for the oracle, the model otherwise).
+    ``num_threads`` (default 1) is how many torch intra-op threads the env's
+    own work uses, set and restored around each call, so the caller's torch
+    setting is unchanged; ``None`` uses torch's current setting. One thread
+    cannot stall on a busy CPU or hang in a forked async sub-env; more than
+    one with ``vectorization_mode="async"`` needs ``vector_kwargs={"context":
+    "spawn"}`` (:mod:`mirage_gym.envs.threads`).
 
     ``info`` always has ``frames`` (uint8 (K, H, W, 3), the whole segment),
     ``c2w`` (4x4), ``memory_tokens``, ``memory_bytes``, ``coverage``,

@@ -36,6 +36,7 @@ from .actions import AgentState, MotionConfig, move_body
 from .config import EnvConfig
 from .coverage import CoverageMap
 from .tasks import Task, make_task
+from .threads import env_threads, intra_op_threads
 
 # 2: snapshots carry the weights digest and are checked against the env's config
 STATE_VERSION = 2
@@ -91,7 +92,8 @@ class MirageSimulation:
             raise ValueError(f"device={cfg.device!r} but this torch build sees no CUDA GPU (torch.cuda.is_available() is False); "
                              "use device='cpu', or install a CUDA build of torch on a machine with a GPU")
         size = cfg.image_size  # None: the world model's native size
-        self.world_model = load_world_model(cfg.world_model, image_size=size, device=cfg.device, **cfg.model_kwargs)
+        with intra_op_threads(cfg.num_threads):
+            self.world_model = load_world_model(cfg.world_model, image_size=size, device=cfg.device, **cfg.model_kwargs)
         H, W = size or (int(v) for v in self.world_model.image_size)
         if tuple(self.world_model.image_size) != (H, W):
             raise ValueError(f"world model {self.world_model.name!r} makes {self.world_model.image_size} frames but obs_size is {(H, W)}; "
@@ -291,6 +293,7 @@ class MirageSimulation:
     # tracking makes each of a step's few hundred small torch ops cheaper
     # (oracle env, same-process A/B: 273-282 -> 311-342 steps per CPU-second,
     # identical frames).
+    @env_threads
     @torch.inference_mode()
     def _reset_episode(self, index: int, rng: np.random.Generator, options: dict) -> tuple[dict, dict]:
         ep = self.episodes[index]
@@ -359,6 +362,7 @@ class MirageSimulation:
 
     # ------------------------------------------------------------------ step
 
+    @env_threads
     def step(self, indices: list[int], motions: list[np.ndarray]) -> list[StepResult]:
         """Advance episodes ``indices`` by one action each, in one batched model
         call: a transaction (a step that raises leaves every episode as it was)."""
@@ -494,6 +498,7 @@ class MirageSimulation:
         latent, mask, _ = self._read_batch([ep], paths)
         return torch.cat([latent[0, 0], mask[0, 0][None]]).float().cpu().numpy()
 
+    @env_threads
     def observation(self, index: int) -> dict:
         """The current observation of episode ``index`` (after a reset or set_state)."""
         ep = self.episodes[index]
@@ -523,6 +528,7 @@ class MirageSimulation:
 
     # ------------------------------------------------------------------ snapshots
 
+    @env_threads
     def get_state(self, index: int) -> dict:
         ep = self.episodes[index]
         if ep.agent is None:
@@ -590,6 +596,7 @@ class MirageSimulation:
                              f"furniture); {fix}")
         return AgentState(x, y, z, yaw, pitch)
 
+    @env_threads
     def set_state(self, index: int, state: dict) -> None:
         """Restore a snapshot from get_state(). Validate fully, then apply:
         the snapshot must come from an env with the same config and weights,

@@ -32,7 +32,7 @@ from .bench_setup import embedded_world_model, machine_info
 from .report import Table, fmt, kib, plot_bars, plot_lines, ratio, write_json
 from .trajectories import room_tour, simulate
 
-SECTIONS = ("cache", "memory_path", "e2e", "readout")
+SECTIONS = ("speed", "cache", "memory_path", "e2e", "readout")
 TARGETS = {"memory_path_embedded": 50.0, "memory_path_wan": 500.0, "cache_after_5_segments": 55.0, "cache_growth_pct": 10.0}
 
 
@@ -60,6 +60,10 @@ class BenchArgs:
     e2e_envs: list = field(default_factory=lambda: [1, 4, 8])
     e2e_frames: int = 128  # frames timed per configuration
     e2e_warmup_steps: int = 2
+    e2e_repeats: int = 3  # interleaved rounds of every end-to-end configuration (rows: min / median / max)
+    e2e_late_step: int = 250  # the late windows start at this step of a long episode
+    startup_repeats: int = 3  # fresh processes per env id for the startup time
+    thread_repeats: int = 3  # interleaved windows per thread setting
     repeats: int = 30  # timed segments, embedded memory path
     readout_write_steps: int = 24
     readout_views: int = 8
@@ -69,7 +73,8 @@ class BenchArgs:
 
 QUICK = dict(tour_steps=120, flat_from=40, validate_steps=40, wan_size=64, wan_frames=1, wan_tour_steps=60,
              wan_validate_steps=20, wan_repeats=1, wan_dit=False, wan_decode=False, e2e_envs=[1, 4], e2e_frames=32,
-             e2e_warmup_steps=1, repeats=10, readout_write_steps=12, readout_views=4)
+             e2e_warmup_steps=1, e2e_repeats=2, e2e_late_step=30, startup_repeats=2, thread_repeats=2, repeats=10,
+             readout_write_steps=12, readout_views=4)
 
 
 def apply_quick(args, explicit=None, quick: dict | None = None):
@@ -134,7 +139,9 @@ def cache_tables(cache: dict) -> list[Table]:
          f"(geometry.depth_to_grid of the full-res depth instead of the exact ray depth): {fmt(g['latent_with_env_depth'])}%",
          f"RGB sizes after step {chk.get('step')} are exact voxel counts (checked equal to RGBPointCloudMemory at step "
          f"{chk.get('step')}: {chk.get('rgb_memory_points')} vs {chk.get('voxel_count')} points)"])
-    tables = [t1]
+    tables = [_env_rule_cache_table(s.get("embedded_env_rule"), es), t1] if s.get("embedded_env_rule", {}).get("at_end") else [t1]
+    t1.title = t1.title.replace("Cache after N segments, embedded scale",
+                                "Cache over the long tour, embedded scale, pure voxel rule (update='oldest': upper bounds for the env)")
     if "wan" in s:
         w = s["wan"]
         ws = st["wan"]
@@ -148,7 +155,8 @@ def cache_tables(cache: dict) -> list[Table]:
         chk = cache["checks"].get("wan", {})
         g22, g21 = w["wan2.2"]["growth_pct"], w["wan2.1"]["growth_pct"]
         tables.append(Table(
-            f"Cache after N segments, Wan scale ({ws['image_size']}x{ws['image_size']} frames; one latent frame per 4-frame segment; "
+            f"Cache after N segments, Wan scale, pure voxel rule, random latents (no shipped model: Wan2.x ships no weights here; "
+            f"{ws['image_size']}x{ws['image_size']} frames; one latent frame per 4-frame segment; "
             f"Wan2.2 {ws['wan2.2']['latent_grid']}x{ws['wan2.2']['latent_grid']}x48 = {ws['wan2.2']['latent_token_bytes']} B/token, "
             f"Wan2.1 {ws['wan2.1']['latent_grid']}x{ws['wan2.1']['latent_grid']}x16 = {ws['wan2.1']['latent_token_bytes']} B/token; "
             f"the RGB memory lifts all 4 frames; RGB voxel {ws['rgb_voxel_m']:.4g} m)",
@@ -161,6 +169,16 @@ def cache_tables(cache: dict) -> list[Table]:
              f"RGB sizes after step {chk.get('step')} are exact voxel counts (checked equal to RGBPointCloudMemory: "
              f"{chk.get('rgb_memory_points')} vs {chk.get('voxel_count')})"]))
     return tables
+
+
+def _env_rule_cache_table(fill: dict, es: dict) -> Table:
+    rows = [[str(r["step"]), r["latent_tokens"], kib(r["latent_bytes"]), r["rgb_points"], kib(r["rgb_bytes"]),
+             ratio(r["ratio_bytes_rgb_over_latent"])] for r in (fill["after_5_segments"], fill["at_end"])]
+    return Table(f"Cache under the env's rule (update='{fill['rule']}'), embedded scale, both memories run for real "
+                 f"({es['image_size']}x{es['image_size']} frames, latent {es['latent_grid']}x{es['latent_grid']}x{es['channels']})",
+                 ["step", "latent tokens", "latent", "RGB points", "RGB", "RGB/latent"], rows,
+                 ["the rule MirageRoom uses by default: a write skips what the memory already shows; the memory-path section "
+                  "times these memories"])
 
 
 def memory_path_table(mp: dict, label: str) -> Table:
@@ -181,12 +199,13 @@ def memory_path_table(mp: dict, label: str) -> Table:
                      f">= {TARGETS['memory_path_wan']:.0f}x"])
     notes = [f"codec at embedded scale: {label}"]
     if e:
-        notes.append(f"embedded: {e['latent_tokens']:,} latent tokens vs {e['rgb_points']:,} RGB points in memory; median of {e['repeats']} "
+        notes.append(f"embedded: memories under the env's rule (update='{e.get('rule', '?')}'); {e['latent_tokens']:,} latent tokens vs {e['rgb_points']:,} RGB points in memory; median of {e['repeats']} "
                      f"segments of {e['frames_per_segment']} frames; RGB path with a free exact codec (pixel-unshuffle): "
                      f"{fmt(e['rgb_exact_codec_ms_per_frame'])} ms/frame = {ratio(e['ratio_without_vae'])} the latent path; the latent "
                      f"path on an empty memory (fixed per-call cost): {fmt(e['latent_floor_ms_per_frame'])} ms/frame")
     if mp.get("wan"):
-        notes.append("Wan VAEs: real configurations, random weights (a cost measurement), encoder only materialised; "
+        notes.append("Wan VAEs (no shipped model): real configurations, random weights (a cost measurement), encoder only materialised; "
+                     "memories under the pure voxel rule; "
                      "latent path = read + write of the chunk's latent frames on the Wan latent grid; RGB path writes only the "
                      "latent frames' pixels (favouring it)")
     return Table("Memory path per frame (ms): latent read + write vs RGB render + VAE encode + write",
@@ -195,12 +214,19 @@ def memory_path_table(mp: dict, label: str) -> Table:
 
 def e2e_tables(e2e: dict, proj: dict | None, label: str) -> list[Table]:
     rows = []
-    for key, s in e2e["summary"].items():
-        rows.append([key.replace("_N", " N="), fmt(s["fps_latent"]), fmt(s["fps_rgb"]), fmt(s["fps_none"]),
-                     ratio(s["speedup_latent_over_rgb"])])
-    out = [Table("End-to-end frames/s (measured; embedded scale)", ["env", "latent", "rgb", "none", "latent/rgb"], rows,
-                 [f"world model: {label}", f"{e2e['frames_budget']} frames timed per configuration after {e2e['warmup_steps']} "
-                  "warm-up steps of the tour; task='none'; gym.make / gym.make_vec(vectorization_mode='vector_entry_point')"])]
+    for key, by in e2e["summary"].items():
+        for phase in ("early", "late"):
+            s = by[phase]
+            cells = [key.replace("_N", " N="), phase]
+            for m in ("latent", "rgb", "none"):
+                sp = s[f"spread_{m}"]
+                cells.append(f"{fmt(sp['median'])} ({fmt(sp['min'])}-{fmt(sp['max'])})")
+            rows.append(cells + [ratio(s["speedup_latent_over_rgb"])])
+    out = [Table(f"End-to-end frames/s (measured; embedded scale; median (min-max) of {e2e['repeats']} interleaved rounds)",
+                 ["env", "phase", "latent", "rgb", "none", "latent/rgb"], rows,
+                 [f"world model: {label}", f"{e2e['frames_budget']} frames timed per window; early: from step {e2e['warmup_steps']} "
+                  f"after reset; late: from step {e2e['late_step']} of a long episode (restored with set_state); task='none'; "
+                  "gym.make / gym.make_vec(vectorization_mode='vector_entry_point'); the env's default thread policy"])]
     if proj:
         rows = [[k, fmt(proj["s_per_frame"][k]), fmt(proj["memory_path_s_per_frame"][k]), fmt(proj["fps"][k])] for k in ("latent", "rgb", "none")]
         out.append(Table(
@@ -252,17 +278,21 @@ def target_lines(res: dict) -> list[str]:
                      + ("met." if r >= t else f"MISSED by {t / r:.1f}x (the VAE encode is {fmt(w['breakdown_ms_per_frame']['vae_encode'])} ms/frame at this small size)."))
     cache = res.get("cache")
     if cache:
-        e5 = cache["summary"]["embedded"]["after_5_segments"]
+        e5 = cache["summary"].get("embedded_env_rule", {}).get("after_5_segments") or cache["summary"]["embedded"]["after_5_segments"]
         es = cache["settings"]["embedded"]
         r, t = e5["ratio_bytes_rgb_over_latent"], TARGETS["cache_after_5_segments"]
         bound = es["downsample"] ** 2 * es["rgb_point_bytes"] / es["latent_token_bytes"]
+        fill_end = cache["summary"].get("embedded_env_rule", {}).get("at_end")
         lines.append(
-            f"Cache after 5 segments, embedded scale, both memories deduplicated: {ratio(r)} (target >= {t:.0f}x): "
+            f"Cache after 5 segments, embedded scale, the env's rule (fill), both memories deduplicated: {ratio(r)}"
+            + (f" ({ratio(fill_end['ratio_bytes_rgb_over_latent'])} at step {fill_end['step']})" if fill_end else "")
+            + f" (target >= {t:.0f}x): "
             + ("met." if r >= t else f"MISSED by {t / r:.1f}x.")
             + f" Why: a latent token stands for {es['downsample']}x{es['downsample']} pixels, so the ratio is about "
             f"{es['downsample'] ** 2} points x {es['rgb_point_bytes']} B / {es['latent_token_bytes']} B per token = {bound:.1f}x; "
-            f"xyz (12 B) is most of a {es['channels']}-channel token. Against the no-dedup pixel cloud: "
-            f"{ratio(e5['ratio_bytes_nodedup_rgb_over_latent'])}.")
+            f"xyz (12 B) is most of a {es['channels']}-channel token. Under the pure voxel rule: "
+            f"{ratio(cache['summary']['embedded']['after_5_segments']['ratio_bytes_rgb_over_latent'])}; against the no-dedup "
+            f"pixel cloud: {ratio(cache['summary']['embedded']['after_5_segments']['ratio_bytes_nodedup_rgb_over_latent'])}.")
         if "wan" in cache["summary"]:
             w5 = cache["summary"]["wan"]["wan2.2"]["after_5_segments"]
             we = cache["summary"]["wan"]["wan2.2"]["at_end"]
@@ -270,7 +300,7 @@ def target_lines(res: dict) -> list[str]:
             r = w5["ratio_bytes_rgb_over_latent"]
             bound = 16 ** 2 * 15 / ws["wan2.2"]["latent_token_bytes"]
             lines.append(
-                f"Cache after 5 segments, Wan2.2 scale, both deduplicated: {ratio(r)} (target >= {t:.0f}x): "
+                f"Cache after 5 segments, Wan2.2 scale (no shipped model; pure voxel rule), both deduplicated: {ratio(r)} (target >= {t:.0f}x): "
                 + ("met" if r >= t else f"MISSED by {t / r:.1f}x") + f"; at step {we['step']}: {ratio(we['ratio_bytes_rgb_over_latent'])}. "
                 f"Per latent frame the bound is 256 points x 15 B / {ws['wan2.2']['latent_token_bytes']} B = {bound:.1f}x; the pixel memory "
                 "lifts 4 frames per latent frame, which helps the ratio until its dedup catches up over revisits. "
@@ -300,8 +330,12 @@ def target_lines(res: dict) -> list[str]:
     e2e = res.get("e2e")
     if e2e:
         single = e2e["summary"]["single"]
-        lines.append(f"End to end, embedded scale (measured): latent {fmt(single['fps_latent'])} vs rgb {fmt(single['fps_rgb'])} frames/s "
-                     f"= {ratio(single['speedup_latent_over_rgb'])} (single env); world model: {res['model']['world_model']}.")
+        early, late = single["early"], single["late"]
+        lines.append(f"End to end, embedded scale (measured, medians): latent {fmt(early['fps_latent'])} vs rgb "
+                     f"{fmt(early['fps_rgb'])} frames/s = {ratio(early['speedup_latent_over_rgb'])} early in an episode, "
+                     f"{fmt(late['fps_latent'])} vs {fmt(late['fps_rgb'])} = {ratio(late['speedup_latent_over_rgb'])} from step "
+                     f"{e2e['late_step']} (single env; no memory: {fmt(early['fps_none'])} / {fmt(late['fps_none'])}); "
+                     f"world model: {res['model']['world_model']}.")
         proj = res.get("wan_projection")
         if proj:
             lines.append(f"End to end, Wan2.2 scale (PROJECTION from measured costs): {ratio(proj['speedup_latent_over_rgb'])} "
@@ -374,6 +408,17 @@ def main(args: BenchArgs, explicit=None) -> dict:
     wan_on = args.wan_vae != "off"
     want = set(args.sections)
 
+    if "speed" in want:
+        from .bench_speed import run_startup, run_threads
+
+        log("[speed] startup in fresh processes; frames/s by thread setting")
+        t = time.perf_counter()
+        res["speed"] = {"startup": run_startup(repeats=args.startup_repeats, log=log)}
+        if mut.trained:  # the thread rows time the embedded model
+            res["speed"]["threads"] = run_threads(scene_seed=args.scene_seed, frames_per_step=args.frames_per_step,
+                                                  vector_envs=8, repeats=args.thread_repeats, log=log)
+        res["seconds"]["speed"] = time.perf_counter() - t
+
     if want & {"cache", "memory_path"}:
         from .bench_cache import run_cache
 
@@ -413,7 +458,8 @@ def main(args: BenchArgs, explicit=None) -> dict:
         t = time.perf_counter()
         res["e2e"] = run_e2e(mut, args.scene_seed, traj.start_pose, actions, image_size=args.image_size,
                              frames_per_step=args.frames_per_step, num_envs=args.e2e_envs, frames_budget=args.e2e_frames,
-                             warmup_steps=args.e2e_warmup_steps, log=log)
+                             warmup_steps=args.e2e_warmup_steps, repeats=args.e2e_repeats, late_step=args.e2e_late_step,
+                             log=log)
         res["seconds"]["e2e"] = time.perf_counter() - t
         if wan_on and args.wan_dit:
             t = time.perf_counter()
@@ -439,6 +485,11 @@ def main(args: BenchArgs, explicit=None) -> dict:
     res["machine"]["load_average_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     res["targets"] = target_lines(res)
     tables = []
+    if "speed" in res:
+        from .bench_speed import speed_tables, speed_target_lines
+
+        tables += speed_tables(res["speed"])
+        res["targets"] = speed_target_lines(res["speed"]) + res["targets"]
     if "memory_path" in res:
         tables.append(memory_path_table(res["memory_path"], mut.codec_label))
     if "cache" in res:
@@ -529,6 +580,7 @@ def _plots(res: dict, out: Path) -> dict:
         keys = list(e2e["summary"])
         p = out / "e2e_fps.png"
         plot_bars(p, f"End-to-end frames/s ({res['model']['world_model'][:60]})", [k.replace("_N", " N=") for k in keys],
-                  {m: [e2e["summary"][k][f"fps_{m}"] for k in keys] for m in ("latent", "rgb", "none")}, "frames/s")
+                  {f"{m} ({phase})": [e2e["summary"][k][phase][f"fps_{m}"] for k in keys] for m in ("latent", "rgb", "none")
+                   for phase in ("early", "late")}, "frames/s (medians)")
         files["plot_e2e"] = p
     return files

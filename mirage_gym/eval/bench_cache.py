@@ -25,11 +25,15 @@ Dedup voxels: the latent voxel is ``voxel_size`` at a 16x16 latent grid and
 scales with the token footprint (``voxel_size * 16 / grid``); the RGB voxel is
 the latent voxel / spatial factor (same density relative to the samples).
 
-Update rule: every memory here uses ``update="oldest"``, the pure voxel rule
-(one point per voxel, no capacity), so a memory's size is exactly the number
-of distinct voxels written. The env's default rule, ``"fill"``, also skips
-points on surfaces the memory already shows, so it stores a subset of these
-voxels: the sizes below are upper bounds for the env, for both memories.
+Update rule: the env's rule, ``"fill"`` (a write skips what the memory
+already shows), runs for real on both embedded-scale memories for the first
+``validate_steps`` steps: those are the sizes and the ratio the env has, and
+the memories the memory-path section times. The long-tour curves use
+``update="oldest"``, the pure voxel rule (one point per voxel, no capacity),
+so a memory's size is exactly the number of distinct voxels written and the
+pixel memory can be counted past ``validate_steps`` without running it:
+``fill`` stores a subset of these voxels, so the long-tour sizes are upper
+bounds for the env, for both memories.
 
 Counting: the real :class:`RGBPointCloudMemory` runs for the first
 ``validate_steps`` steps; for the rest of the tour its size is the exact
@@ -58,6 +62,7 @@ def latent_token_bytes(channels: int) -> int:
     return XYZ_BYTES + 2 * channels  # float16 latents
 
 
+ENV_RULE = "fill"  # the env's default MirageRoom memory_update
 RULE = "oldest"  # the pure voxel rule (and ground-truth depth written as is): sizes are exact voxel counts (see the module docstring)
 
 class VoxelCounter:
@@ -124,7 +129,9 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
     vox = voxel_size * 16 / grid
     emb = {"lat": LatentSpatialMemory(vox, update=RULE, align_depth=False), "lat_env_depth": LatentSpatialMemory(vox, update=RULE),
            "rgb": RGBPointCloudMemory(vox / f, update=RULE, align_depth=False),
-           "counter": VoxelCounter(vox / f, room.bounds), "nodedup_lat": 0, "nodedup_rgb": 0}
+           "counter": VoxelCounter(vox / f, room.bounds), "nodedup_lat": 0, "nodedup_rgb": 0,
+           "lat_fill": LatentSpatialMemory(vox, update=ENV_RULE, align_depth=False),
+           "rgb_fill": RGBPointCloudMemory(vox / f, update=ENV_RULE, align_depth=False)}
     # ---- Wan scale
     wan_steps = min(wan_steps, n)
     Sw = wan_size
@@ -141,6 +148,7 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
 
     curves = {k: [] for k in ("step", "lat_tokens", "lat_bytes", "rgb_points", "rgb_bytes", "nodedup_lat_tokens",
                               "nodedup_lat_bytes", "nodedup_rgb_points", "nodedup_rgb_bytes", "lat_env_depth_tokens")}
+    fill = {k: [] for k in ("step", "lat_tokens", "lat_bytes", "rgb_points", "rgb_bytes")}  # the env's rule, first validate_steps
     wcurves = {k: [] for k in ("step", "wan2.2_tokens", "wan2.2_bytes", "wan2.1_tokens", "wan2.1_bytes", "rgb_points",
                                "rgb_bytes", "rgb_latent_frames_only_points", "nodedup_wan2.2_tokens",
                                "nodedup_wan2.1_tokens", "nodedup_rgb_points")}
@@ -157,6 +165,12 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
         emb["nodedup_lat"] += _valid(r.depth_latent, r.static_latent)
         if i < validate_steps:
             emb["rgb"].write(r.rgb, r.depth, K_img, poses, static_mask=r.static)
+            emb["lat_fill"].write(latents, r.depth_latent, K_lat, poses, static_mask=r.static_latent)
+            emb["rgb_fill"].write(r.rgb, r.depth, K_img, poses, static_mask=r.static)
+            fill["step"].append(i + 1)
+            for name, key in (("lat", "lat_fill"), ("rgb", "rgb_fill")):
+                fill[f"{name}_{'tokens' if name == 'lat' else 'points'}"].append(emb[key].num_tokens)
+                fill[f"{name}_bytes"].append(emb[key].nbytes)
         emb["counter"].add(r.depth, K_img, poses, r.static)
         emb["nodedup_rgb"] += _valid(r.depth, r.static)
         step = i + 1
@@ -175,7 +189,7 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
             checks["embedded"] = {"step": step, "rgb_memory_points": emb["rgb"].num_tokens, "voxel_count": emb["counter"].count,
                                   "equal": emb["rgb"].num_tokens == emb["counter"].count,
                                   "rgb_bytes_per_point": emb["rgb"].nbytes / max(1, emb["rgb"].num_tokens)}
-            snapshots["embedded"] = {"lat": emb["lat"].state_dict(), "rgb": emb["rgb"]}
+            snapshots["embedded"] = {"lat": emb["lat_fill"].state_dict(), "rgb": emb["rgb_fill"], "rule": ENV_RULE}
         # Wan: one latent frame (the segment's last) per segment; pixels: every frame
         if i < wan_steps:
             rw = render_segment(room, poses, times, Sw, K_w)
@@ -220,8 +234,23 @@ def run_cache(traj, room, *, image_size: int, downsample: int, channels: int, vo
                           "latent_token_bytes": latent_token_bytes(w["channels"])} for name, w in wan.items()}},
     }
     summary = summarise_cache(curves, wcurves, settings, flat_from)
-    return {"settings": settings, "curves": {"embedded": curves, "wan": wcurves}, "checks": checks, "summary": summary,
+    summary["embedded_env_rule"] = summarise_fill(fill)
+    return {"settings": settings, "curves": {"embedded": curves, "wan": wcurves, "embedded_env_rule": fill}, "checks": checks,
+            "summary": summary,
             "snapshots": snapshots, "seconds": time.perf_counter() - t0}
+
+
+def summarise_fill(fill: dict) -> dict:
+    """Sizes and the RGB/latent byte ratio under the env's rule, after 5 segments and at the last step run."""
+    out = {"rule": ENV_RULE}
+    if not fill["step"]:
+        return out
+    for label, step in (("after_5_segments", min(5, fill["step"][-1])), ("at_end", fill["step"][-1])):
+        lb, rb = _at(fill, "lat_bytes", step), _at(fill, "rgb_bytes", step)
+        out[label] = {"step": step, "latent_tokens": _at(fill, "lat_tokens", step), "latent_bytes": lb,
+                      "rgb_points": _at(fill, "rgb_points", step), "rgb_bytes": rb,
+                      "ratio_bytes_rgb_over_latent": rb / lb if lb else None}
+    return out
 
 
 def _at(curve: dict, key: str, step: int):

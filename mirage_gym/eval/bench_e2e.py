@@ -20,6 +20,7 @@ projection: the full 5B model is not run.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 
 import gymnasium as gym
@@ -37,48 +38,101 @@ def _env_kwargs(mut, memory: str, image_size: int, frames_per_step: int) -> dict
 
 
 def run_e2e(mut, scene_seed: int, start_pose, actions, *, image_size: int, frames_per_step: int, num_envs=(1, 4, 8),
-            frames_budget: int = 128, warmup_steps: int = 4, log=print) -> dict:
-    """Rows of {mode, num_envs, memory, steps, frames, seconds, fps, ms_per_step, memory_bytes}."""
-    rows = []
+            frames_budget: int = 128, warmup_steps: int = 4, repeats: int = 3, late_step: int = 250, log=print) -> dict:
+    """Frames/s of every (env, memory) configuration, early and late in an episode.
+
+    Early: the windows right after ``reset`` (its first ``warmup_steps`` steps
+    untimed). Late: the windows from step ``late_step`` of one long episode per
+    memory kind, run once and restored with ``set_state`` (into every sub-env of
+    a vector env) before each window. Every configuration is timed once per
+    round, in the same order, for ``repeats`` rounds: load changes on a shared
+    machine hit them alike; rows give min / median / max over the rounds."""
     options = {"scene_seed": int(scene_seed), "pose": list(start_pose)}
     configs = [("single", 1)] + [("vector", int(n)) for n in num_envs]
+    acts = [int(a) for a in actions]
+
+    def action(i):
+        return acts[i % len(acts)]
+
+    late_states = {}
+    for memory in MEMORY_KINDS:  # one long episode per memory kind, for the late windows
+        env = gym.make("MirageRoom-v0", **_env_kwargs(mut, memory, image_size, frames_per_step))
+        env.reset(seed=0, options=options)
+        t0 = time.perf_counter()
+        for i in range(late_step):
+            env.step(action(i))
+        late_states[memory] = env.unwrapped.get_state()
+        log(f"  {memory}: episode run to step {late_step} for the late windows ({time.perf_counter() - t0:.0f} s)")
+        env.close()
+
+    envs = {}
     for mode, n in configs:
-        steps = max(2, math.ceil(frames_budget / (n * frames_per_step)))
-        need = warmup_steps + steps
-        acts = [int(a) for a in (list(actions) * (need // max(1, len(actions)) + 1))[:need]]
         for memory in MEMORY_KINDS:
             kw = _env_kwargs(mut, memory, image_size, frames_per_step)
+            envs[(mode, n, memory)] = (gym.make("MirageRoom-v0", **kw) if mode == "single" else
+                                       gym.make_vec("MirageRoom-v0", num_envs=n, vectorization_mode="vector_entry_point", **kw))
+
+    def window(env, mode, n, memory, phase) -> tuple[float, dict]:
+        steps = max(2, math.ceil(frames_budget / (n * frames_per_step)))
+        first = 0
+        if phase == "early":
+            env.reset(seed=0, options=options)
+            for i in range(warmup_steps):
+                _step(env, mode, n, action(i))
+            first = warmup_steps
+        else:
             if mode == "single":
-                env = gym.make("MirageRoom-v0", **kw)
-                env.reset(seed=0, options=options)
-                step = lambda a: env.step(a)  # noqa: E731
+                env.unwrapped.set_state(late_states[memory])
             else:
-                env = gym.make_vec("MirageRoom-v0", num_envs=n, vectorization_mode="vector_entry_point", **kw)
-                env.reset(seed=0, options=options)
-                step = lambda a: env.step(np.full(n, a, dtype=np.int64))  # noqa: E731
-            for a in acts[:warmup_steps]:
-                step(a)
-            t0 = time.perf_counter()
-            for a in acts[warmup_steps:]:
-                out = step(a)
-            dt = time.perf_counter() - t0
-            info = out[-1]
-            mem_bytes = info.get("memory_bytes")
-            mem_bytes = int(np.max(mem_bytes)) if mem_bytes is not None else None
-            frames = steps * n * frames_per_step
-            row = {"mode": mode, "num_envs": n, "memory": memory, "steps": steps, "frames": frames, "seconds": dt,
-                   "fps": frames / dt, "ms_per_step": 1e3 * dt / steps, "memory_bytes_end": mem_bytes}
-            rows.append(row)
-            log(f"  {mode:6s} N={n}  memory={memory:6s}: {row['fps']:7.1f} frames/s  ({steps} steps, {dt:.1f} s)")
-            env.close()
-    summary = {}
+                for i in range(n):
+                    env.unwrapped.set_state(i, late_states[memory])
+            first = late_step
+        t0 = time.perf_counter()
+        for i in range(first, first + steps):
+            out = _step(env, mode, n, action(i))
+        dt = time.perf_counter() - t0
+        return steps * n * frames_per_step / dt, out[-1]
+
+    fps = {(mode, n, memory, phase): [] for (mode, n, memory) in envs for phase in PHASES}
+    last_info = {}
+    for r in range(repeats):
+        for (mode, n, memory), env in envs.items():
+            for phase in PHASES:
+                f, info = window(env, mode, n, memory, phase)
+                fps[(mode, n, memory, phase)].append(f)
+                last_info[(mode, n, memory, phase)] = info
+        log(f"  round {r + 1}/{repeats}: " + ", ".join(f"{mode}{n if mode == 'vector' else ''} {memory} "
+                                                      f"{fps[(mode, n, memory, 'early')][-1]:.0f}/{fps[(mode, n, memory, 'late')][-1]:.0f}"
+                                                      for (mode, n, memory) in envs) + " frames/s (early/late)")
+    for env in envs.values():
+        env.close()
+
+    rows, summary = [], {}
+    for (mode, n, memory, phase), values in fps.items():
+        mem_bytes = last_info[(mode, n, memory, phase)].get("memory_bytes")
+        rows.append({"mode": mode, "num_envs": n, "memory": memory, "phase": phase, "fps": _spread(values), "raw_fps": values,
+                     "memory_bytes_end": None if mem_bytes is None else int(np.max(mem_bytes))})
     for mode, n in configs:
-        by = {r["memory"]: r for r in rows if r["mode"] == mode and r["num_envs"] == n}
         key = "single" if mode == "single" else f"vector_N{n}"
-        summary[key] = {"fps_latent": by["latent"]["fps"], "fps_rgb": by["rgb"]["fps"], "fps_none": by["none"]["fps"],
-                        "speedup_latent_over_rgb": by["latent"]["fps"] / by["rgb"]["fps"]}
-    return {"rows": rows, "summary": summary, "warmup_steps": warmup_steps, "frames_budget": frames_budget,
-            "scene_seed": scene_seed, "start_pose": list(start_pose)}
+        summary[key] = {}
+        for phase in PHASES:
+            med = {m: statistics.median(fps[(mode, n, m, phase)]) for m in MEMORY_KINDS}
+            summary[key][phase] = {**{f"fps_{m}": med[m] for m in MEMORY_KINDS},
+                                   **{f"spread_{m}": _spread(fps[(mode, n, m, phase)]) for m in MEMORY_KINDS},
+                                   "speedup_latent_over_rgb": med["latent"] / med["rgb"]}
+    return {"rows": rows, "summary": summary, "warmup_steps": warmup_steps, "frames_budget": frames_budget, "repeats": repeats,
+            "late_step": late_step, "scene_seed": scene_seed, "start_pose": list(start_pose)}
+
+
+PHASES = ("early", "late")
+
+
+def _step(env, mode, n, a):
+    return env.step(a) if mode == "single" else env.step(np.full(n, a, dtype=np.int64))
+
+
+def _spread(xs) -> dict:
+    return {"min": float(min(xs)), "median": float(statistics.median(xs)), "max": float(max(xs))}
 
 
 # ----------------------------------------------------------------- Wan projection

@@ -2,7 +2,9 @@
 
 Same room, same poses, same ground-truth depth, same splatting kernel and
 dedup (both memories are :class:`PointMemory` subclasses), memories filled by
-the same tour. Both paths are timed as a well-optimised implementation would
+the same tour; at embedded scale under the env's own write rule (``fill``:
+each write also reads what the memory shows at the written pose), at Wan
+scale under the pure voxel rule. Both paths are timed as a well-optimised implementation would
 run them: all K poses of a segment in one batched read, all frames of a
 segment in one write call, the renders VAE-encoded in one batch.
 
@@ -117,7 +119,7 @@ def embedded_memory_path(traj, room, snapshot: dict, codec, *, image_size: int, 
                     times[k].append(v)
     per = lambda k: 1e3 * statistics.median(times[k]) / K_frames  # noqa: E731
     out = {
-        "scale": "embedded", "image_size": S, "latent_grid": h, "channels": C, "frames_per_segment": K_frames,
+        "scale": "embedded", "rule": snapshot.get("rule", "oldest"), "image_size": S, "latent_grid": h, "channels": C, "frames_per_segment": K_frames,
         "latent_tokens": n_lat, "rgb_points": n_rgb, "repeats": repeats,
         "latent_ms_per_frame": per("latent"), "rgb_ms_per_frame": per("rgb"), "rgb_exact_codec_ms_per_frame": per("rgb_exact"),
         "ratio": per("rgb") / per("latent"), "ratio_without_vae": per("rgb_exact") / per("latent"),

@@ -29,9 +29,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from diffusers import UNet2DModel
+
+if TYPE_CHECKING:  # annotations only: importing diffusers costs seconds of the env's startup
+    from diffusers import UNet2DModel
 
 NUM_TRAIN_TIMESTEPS = 1000  # c_noise's scale: the UNet's timestep embedding was trained on [0, 1000]
 PINNING_OFF = 1.01  # a pin threshold no coverage reaches

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -11,8 +12,10 @@ from ...geometry import plucker_rays, relative_pose, scale_intrinsics
 from ...limits import MAX_SAMPLER_STEPS, bounded_int
 from ..base import Segment, SegmentRequest, WorldModel, randn_per_episode
 from .config import TinyConfig
-from .networks import GeometryHead
 from .pipeline import MemoryResidualSampler, NoiseLevels
+
+if TYPE_CHECKING:
+    from .networks import GeometryHead
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "tiny"
 MARKER = "world_model.json"
@@ -110,7 +113,7 @@ def make_sampler(denoiser, cfg: TinyConfig, steps: int | None = None) -> MemoryR
 
 def build_networks(cfg: TinyConfig) -> dict:
     """The three networks of a tiny world model, freshly initialised (seed torch first)."""
-    from .networks import build_denoiser, build_vae
+    from .networks import GeometryHead, build_denoiser, build_vae
 
     return {"vae": build_vae(cfg), "geometry": GeometryHead(latent_channels=cfg.latent_channels, width=cfg.geometry_width),
             "denoiser": build_denoiser(cfg)}
@@ -162,19 +165,16 @@ def load_tiny_world_model(path=None, image_size=None, device="cpu", denoise_step
         cfg = TinyConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as err:
         raise ValueError(f"{folder / MARKER}: {err}; re-export the folder with `mirage-gym train export`") from None
-    from diffusers import AutoencoderTiny, UNet2DModel  # after the checks: importing diffusers takes seconds
     if image_size is not None and tuple(image_size) != (cfg.image_size, cfg.image_size):
         raise ValueError(f"the tiny world model at {folder} makes {cfg.image_size}x{cfg.image_size} frames; "
                          f"got obs_size {list(image_size)}: use obs_size={cfg.image_size}")
-    kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
-    nets = {}
-    for name, cls in (("vae", AutoencoderTiny), ("denoiser", UNet2DModel), ("geometry", GeometryHead)):
-        try:
-            nets[name] = cls.from_pretrained(folder / name, **kw)
-        except (OSError, ValueError, RuntimeError, NotImplementedError, KeyError, TypeError) as err:
-            raise ValueError(f"{folder / name} does not load ({type(err).__name__}: {str(err)[:300]}); a tensor is missing or "
-                             "its shape does not match config.json: re-export the folder with `mirage-gym train export`") from None
-        state = nets[name].state_dict()
+    from .inference import load_networks
+
+    nets = load_networks(folder)  # no diffusers import: seconds of startup (models/tiny/inference.py)
+    if nets is None:  # a configuration the inference modules do not implement, or a tensor missing
+        nets = _load_with_diffusers(folder)
+    for name, net in nets.items():
+        state = net.state_dict()
         missing = [key for key, t in state.items() if t.is_meta]  # diffusers leaves a tensor the file lacks on the meta device
         if missing:
             raise ValueError(f"{folder / name} does not load: the weights file lacks {', '.join(missing[:3])}"
@@ -185,3 +185,20 @@ def load_tiny_world_model(path=None, image_size=None, device="cpu", denoise_step
             raise ValueError(f"{folder / name} holds NaN or inf weights ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}), "
                              "which make black or garbage frames; re-export the folder from a healthy checkpoint")
     return TinyWorldModel(cfg, nets["vae"], nets["denoiser"], nets["geometry"], device=device, denoise_steps=denoise_steps)
+
+
+def _load_with_diffusers(folder: Path) -> dict:
+    """The three networks through diffusers' safetensors-only loader, with a clear error for a folder that does not load."""
+    from diffusers import AutoencoderTiny, UNet2DModel  # importing diffusers takes seconds
+
+    from .networks import GeometryHead
+
+    kw = dict(use_safetensors=True, local_files_only=True, torch_dtype=torch.float32)
+    nets = {}
+    for name, cls in (("vae", AutoencoderTiny), ("denoiser", UNet2DModel), ("geometry", GeometryHead)):
+        try:
+            nets[name] = cls.from_pretrained(folder / name, **kw)
+        except (OSError, ValueError, RuntimeError, NotImplementedError, KeyError, TypeError) as err:
+            raise ValueError(f"{folder / name} does not load ({type(err).__name__}: {str(err)[:300]}); a tensor is missing or "
+                             "its shape does not match config.json: re-export the folder with `mirage-gym train export`") from None
+    return nets
