@@ -40,3 +40,21 @@ def test_quick_score_runs_end_to_end(tmp_path, tiny_weights_or_skip):
     table = (tmp_path / "score.md").read_text()
     assert "| PPO trained in oracle |" in table and "transfer ratio" in table
     assert (tmp_path / "score.png").stat().st_size > 10_000
+
+
+def test_score_resumes_with_the_policies_an_earlier_run_trained(tmp_path, tiny_weights_or_skip, capsys):
+    from mirage_gym.cli import main
+
+    assert main(["score", "--quick", "--worlds", "oracle", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    first = json.loads((tmp_path / "score.json").read_text())
+    model = tmp_path / "models" / "oracle_seed0.zip"
+    stamp = model.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["score", "--quick", "--worlds", "oracle", "--seeds", "1", "--out", str(tmp_path)]) == 0
+    assert "kept the policy trained in oracle, seed 0" in capsys.readouterr().out
+    assert model.stat().st_mtime_ns == stamp  # not retrained
+    again = json.loads((tmp_path / "score.json").read_text())
+    assert again["episodes"] == first["episodes"] and again["runs"] == first["runs"]
+    # other training settings: retrained
+    assert main(["score", "--quick", "--worlds", "oracle", "--seeds", "1", "--train-steps", "320", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "score.json").read_text())["runs"][0]["env_steps"] >= 320

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ..envs.actions import Action, AgentState, apply_motion, action_to_motion
+from ..envs.actions import Action, AgentState, action_to_motion, move_body
 from ..envs.tasks import heading_error
 
 
@@ -133,11 +133,7 @@ class ObjectGoalExpert:
 
     def _next(self, ep, action: int) -> tuple[AgentState, bool]:
         """The agent state after ``action`` and whether the move is refused (the env's rule)."""
-        target = apply_motion(ep.agent, action_to_motion(action, "discrete"), self.sim.motion)
-        blocked = not self.sim._can_move(ep.scene, ep.agent, target)
-        if blocked:
-            target = AgentState(ep.agent.x, ep.agent.y, ep.agent.z, target.yaw, target.pitch)
-        return target, blocked
+        return move_body(ep.scene, ep.agent, action_to_motion(action, "discrete"), self.sim.motion)
 
     def _safe(self, ep, state: AgentState) -> bool:
         task = ep.task

@@ -29,6 +29,9 @@ real environment):
 
 Writes ``<out>/score.json`` (everything, per episode), ``score.md`` (the
 table), ``score.png`` (bar chart), the trained models and training curves.
+A rerun into the same ``--out`` with the same training settings keeps the
+policies already trained there (``models/<world>_seed<n>.zip`` + ``.json``),
+so an interrupted score resumes at the next training run.
 """
 
 from __future__ import annotations
@@ -121,6 +124,21 @@ def train(world: str, seed: int, args: ScoreArgs, out: Path) -> dict:
     venv.close()
     return {"world": world, "seed": seed, "model": str(path), "train_s": round(seconds, 1),
             "env_steps": int(model.num_timesteps), "curve": curve.rows}
+
+
+def _training_args(args: ScoreArgs) -> dict:
+    """What a trained policy depends on: a rerun with these unchanged reuses it."""
+    return {k: getattr(args, k) for k in ("model", "train_steps", "num_envs", "n_steps", "room_episodes")}
+
+
+def finished_run(world: str, seed: int, args: ScoreArgs, out: Path) -> dict | None:
+    """The record of a policy an interrupted or earlier run of the same
+    protocol trained into ``out`` (so a long score resumes), else None."""
+    record, model = out / "models" / f"{world}_seed{seed}.json", out / "models" / f"{world}_seed{seed}.zip"
+    if not (record.is_file() and model.is_file()):
+        return None
+    run = json.loads(record.read_text())
+    return run if run.pop("args", None) == _training_args(args) else None
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -334,9 +352,14 @@ def main(args: ScoreArgs, given: set | None = None) -> dict:
     runs = []
     for world in args.worlds:
         for seed in range(args.seeds):
-            run = train(world, seed, args, out)
+            run = finished_run(world, seed, args, out)
+            if run is None:
+                run = train(world, seed, args, out)
+                (out / "models" / f"{world}_seed{seed}.json").write_text(json.dumps({"args": _training_args(args), **run}))
+                print(f"trained in {world}, seed {seed}: {run['env_steps']} steps in {run['train_s']:.0f} s", flush=True)
+            else:
+                print(f"kept the policy trained in {world}, seed {seed} by an earlier run ({run['model']})", flush=True)
             runs.append(run)
-            print(f"trained in {world}, seed {seed}: {run['env_steps']} steps in {run['train_s']:.0f} s", flush=True)
     t1 = time.perf_counter()
     policies = {f"ppo:{r['world']}:{r['seed']}": (lambda e, r=r: PPOAgent(r["model"], r["seed"])) for r in runs}
     results = evaluate(policies, args.eval_episodes)
