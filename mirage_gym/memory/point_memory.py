@@ -94,7 +94,8 @@ import torch
 
 from mirage_gym.geometry import backproject, check_intrinsics, check_pose, check_size
 
-from .splat import SplatResult, splat_points
+from . import cull
+from .splat import SplatResult, projection_matrices, splat_points
 
 __all__ = ["MemoryView", "PointMemory"]
 
@@ -306,6 +307,7 @@ class PointMemory:
         self._xyz = torch.zeros(3, 0, dtype=torch.float32, device=self.device)  # (3, N)
         self._features = torch.zeros(0, c, dtype=self.feature_dtype, device=self.device)
         self._num_writes = 0
+        self._bounds = None  # cull.block_bounds of the storage, until it changes
 
     # ----------------------------------------------------------- subclass API
 
@@ -365,9 +367,22 @@ class PointMemory:
 
     def _own_view(self, shape, K, c2w) -> tuple[torch.Tensor, torch.Tensor]:
         """The memory seen from the frame's own camera: coverage and front depth, (H, W) each."""
-        seen = splat_points(self._xyz.T, self._features[:, :0], K, c2w, *shape, near=self.near,
-                            depth_tolerance=self.depth_tolerance, min_weight=self.min_weight)
+        seen = self._splat(self._features[:, :0], K, c2w, *shape)
         return seen.mask[0], seen.depth[0]
+
+    def _splat(self, features, K, c2w, height: int, width: int) -> SplatResult:
+        """splat_points of the stored points with ``features`` (rows of the
+        storage), looking only at the blocks in view (``cull``: the same bits)."""
+        xyz = self._xyz
+        if xyz.shape[1] >= cull.MIN_ROWS:
+            if self._bounds is None:
+                self._bounds = cull.block_bounds(xyz)
+            P = projection_matrices(check_intrinsics(K).to(xyz.device), check_pose(c2w).to(xyz.device).reshape(-1, 4, 4))
+            rows = cull.rows_in_view(self._bounds, P, xyz.shape[1], height, width, self.near)
+            if rows is not None:
+                xyz, features = xyz.index_select(1, rows), features.index_select(0, rows)
+        return splat_points(xyz.T, features, K, c2w, height, width, near=self.near,
+                            depth_tolerance=self.depth_tolerance, min_weight=self.min_weight)
 
     @staticmethod
     def _aligned(depth, valid, mask, front) -> torch.Tensor:
@@ -458,6 +473,7 @@ class PointMemory:
             xyz = xyz[:, -self._capacity:]  # least recently written go first
             features = features[-self._capacity:]
         self._xyz, self._features = xyz.contiguous(), features.contiguous()
+        self._bounds = None
 
     # ------------------------------------------------------------------- read
 
@@ -471,8 +487,7 @@ class PointMemory:
             raise ValueError("the memory does not know its channel count yet: write a frame first, "
                              "or construct it with channels=C")
         batched = c2w.ndim == 3
-        result = splat_points(self._xyz.T, self._features, K.to(self.device), c2w.to(self.device), h, w,
-                       near=self.near, depth_tolerance=self.depth_tolerance, min_weight=self.min_weight)
+        result = self._splat(self._features, K.to(self.device), c2w.to(self.device), h, w)
         return self._make_view(result, batched)
 
     # -------------------------------------------------------------- snapshots
@@ -544,6 +559,7 @@ class PointMemory:
         self.align_depth = align_depth
         self._xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
         self._features = feat.detach().to(self.device).clone(memory_format=torch.contiguous_format)
+        self._bounds = None
 
     # ----------------------------------------------------------------- checks
 
