@@ -78,3 +78,21 @@ def test_culled_writes_store_the_same_memory(update, monkeypatch):
     plain = _memory(update)
     a, b = culled.state_dict(), plain.state_dict()
     assert torch.equal(a["positions"], b["positions"]) and torch.equal(a["features"], b["features"])
+
+
+@pytest.mark.parametrize("update", ["fill", "oldest", "newest"])
+def test_kept_voxel_keys_match_a_restored_memory(update):
+    """Voxel keys are kept with the storage across writes, evictions and reorders; a memory
+    restored from a snapshot recomputes them: both must go on identically."""
+    mem = LatentSpatialMemory(voxel_size=0.05, update=update, capacity=1500)
+    views = list(_views((0.0, 0.0, 1.5), 30, seed=5))
+    for c2w, lat, depth in views[:20]:
+        mem.write(lat, depth, K16, c2w)
+    restored = LatentSpatialMemory(voxel_size=0.05)
+    restored.load_state_dict(mem.state_dict())
+    for c2w, lat, depth in views[20:] + views[:5]:  # revisits rewrite voxels; capacity evicts
+        mem.write(lat, depth, K16, c2w)
+        restored.write(lat, depth, K16, c2w)
+    assert mem.num_tokens == 1500  # eviction happened
+    a, b = mem.state_dict(), restored.state_dict()
+    assert torch.equal(a["positions"], b["positions"]) and torch.equal(a["features"], b["features"])

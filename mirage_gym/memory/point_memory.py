@@ -308,6 +308,7 @@ class PointMemory:
         self._features = torch.zeros(0, c, dtype=self.feature_dtype, device=self.device)
         self._num_writes = 0
         self._bounds = None  # cull.block_bounds of the storage, until it changes
+        self._keys = None  # voxel keys of the stored rows (_stored_keys), until it changes
 
     # ----------------------------------------------------------- subclass API
 
@@ -411,8 +412,11 @@ class PointMemory:
         return self._pack(torch.where(in_range, g, 0.0)), in_range
 
     def _stored_keys(self) -> torch.Tensor:
-        """Keys of the stored points (always in range: checked when written)."""
-        return self._pack(torch.floor(self._xyz / self._voxel_size + 0.5))
+        """Keys of the stored points, row for row (always in range: checked when
+        written); kept with the storage, so a write does not recompute all N."""
+        if self._keys is None:
+            self._keys = self._pack(torch.floor(self._xyz / self._voxel_size + 0.5))
+        return self._keys
 
     @staticmethod
     def _pack(g: torch.Tensor) -> torch.Tensor:
@@ -457,11 +461,14 @@ class PointMemory:
                     keep = torch.cat([(~hit).nonzero().squeeze(1), rewritten])  # untouched first, then the refreshed ones
         farthest_first = winners.index_select(0, order)
         new_pos, new_feat = points.index_select(0, farthest_first), feats.index_select(0, farthest_first)
+        written_keys = new_keys.index_select(0, order)
         if not self.num_tokens:
-            xyz, features = new_pos.T, new_feat
+            xyz, features, stored_keys = new_pos.T, new_feat, written_keys
         elif keep is None:  # nothing rewritten: append
             xyz, features = torch.cat([self._xyz, new_pos.T], dim=1), torch.cat([self._features, new_feat])
+            stored_keys = torch.cat([self._stored_keys(), written_keys])
         else:  # gather the kept rows straight into the new storage (one copy, not two)
+            stored_keys = torch.cat([self._stored_keys().index_select(0, keep), written_keys])
             n = keep.shape[0]
             # positions: gather into a contiguous block, then append (index_select
             # into the strided slice xyz[:, :n] of a (3, N') block is ~10x slower)
@@ -472,7 +479,8 @@ class PointMemory:
         if self._capacity is not None and xyz.shape[1] > self._capacity:
             xyz = xyz[:, -self._capacity:]  # least recently written go first
             features = features[-self._capacity:]
-        self._xyz, self._features = xyz.contiguous(), features.contiguous()
+            stored_keys = stored_keys[-self._capacity:]
+        self._xyz, self._features, self._keys = xyz.contiguous(), features.contiguous(), stored_keys.contiguous()
         self._bounds = None
 
     # ------------------------------------------------------------------- read
@@ -559,7 +567,7 @@ class PointMemory:
         self.align_depth = align_depth
         self._xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
         self._features = feat.detach().to(self.device).clone(memory_format=torch.contiguous_format)
-        self._bounds = None
+        self._bounds = self._keys = None
 
     # ----------------------------------------------------------------- checks
 
