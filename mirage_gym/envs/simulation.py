@@ -122,7 +122,7 @@ class MirageSimulation:
 
     def _scene(self, current, seed):
         """The episode's world: the photo (built once), or the procedural room
-        of ``seed`` (kept when the seed repeats: building one takes ~60 ms).
+        of ``seed`` (built once per process: ProceduralRoom.cached).
         The objectgoal task's rooms also hold its goal objects (a room without
         space for them raises NoSpaceForGoals)."""
         if self.cfg.scene is not None:
@@ -134,7 +134,7 @@ class MirageSimulation:
             return self._photo
         if current is not None and current.seed == seed:
             return current
-        return ProceduralRoom(seed, goal_objects=self.cfg.goal_objects if self.cfg.task == "objectgoal" else 0)
+        return ProceduralRoom.cached(seed, goal_objects=self.cfg.goal_objects if self.cfg.task == "objectgoal" else 0)
 
     def _draw_scene(self, current, rng: np.random.Generator, options: dict):
         """The episode's room: options' scene_seed, or a draw from scene_seeds

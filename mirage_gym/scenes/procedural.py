@@ -33,6 +33,7 @@ from .raycast import (
 )
 
 HELD_OUT_SEED_START = 1_000_000
+_ROOMS: dict = {}  # ProceduralRoom.cached: (seed, goal_objects) -> room, least recently used first
 
 __all__ = ["HELD_OUT_SEED_START", "MovingObject", "NoSpaceForGoals", "ObjectGoalLayout", "ProceduralRoom", "SceneObject",
            "WallFixture"]
@@ -71,6 +72,23 @@ class ProceduralRoom:
 
     has_ground_truth = True
     eye_height = 1.5
+    CACHE_SIZE = 16  # rooms kept by :meth:`cached`
+
+    @classmethod
+    def cached(cls, seed: int, goal_objects: int = 0) -> "ProceduralRoom":
+        """The room of ``seed`` built once per process (the last CACHE_SIZE
+        used are kept): a room is a pure function of its seed, and building
+        one costs 20-120 ms, so an env that returns to a seed (a list of
+        training rooms, sub-envs sharing seeds, set_state) reuses it. Raises
+        NoSpaceForGoals as the constructor does (not cached)."""
+        key = (int(seed), int(goal_objects))
+        room = _ROOMS.pop(key, None)
+        if room is None:
+            room = cls(seed, goal_objects=goal_objects)
+        _ROOMS[key] = room  # most recently used last
+        while len(_ROOMS) > cls.CACHE_SIZE:
+            _ROOMS.pop(next(iter(_ROOMS)))
+        return room
 
     def __init__(self, seed: int, fov_deg: float = 90.0, goal_objects: int = 0):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
