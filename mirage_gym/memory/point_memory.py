@@ -12,7 +12,9 @@ Storage
     recomputed from the positions when a write needs them (cheap, and every
     stored byte stays useful), and the order of the rows *is* the recency
     order, oldest first, so eviction needs no timestamps. ``nbytes`` counts
-    exactly these two tensors: 12 + C * itemsize bytes per point.
+    exactly these two tensors: 12 + C * itemsize bytes per point (the
+    features sit in a buffer with up to as many spare rows again, so that a
+    write copies only the rows it moves and appends).
 
 Dedup: one point per voxel
     Space is cut into cubes of side ``voxel_size`` centred on the lattice
@@ -290,7 +292,8 @@ class PointMemory:
 
     @property
     def features(self) -> torch.Tensor:
-        """(N, C) stored features, same order as :attr:`positions` (read-only view)."""
+        """(N, C) stored features, same order as :attr:`positions` (read-only
+        view of the storage, which writes update in place: clone to keep it)."""
         return self._features
 
     def __repr__(self) -> str:
@@ -309,6 +312,7 @@ class PointMemory:
         self._num_writes = 0
         self._bounds = None  # cull.block_bounds of the storage, until it changes
         self._keys = None  # voxel keys of the stored rows (_stored_keys), until it changes
+        self._fbuf, self._fstart, self._fptr = None, 0, 0  # the buffer _features is a view of (_store_features)
 
     # ----------------------------------------------------------- subclass API
 
@@ -462,26 +466,52 @@ class PointMemory:
         farthest_first = winners.index_select(0, order)
         new_pos, new_feat = points.index_select(0, farthest_first), feats.index_select(0, farthest_first)
         written_keys = new_keys.index_select(0, order)
+        first, moved = self.num_tokens, None  # features: rows [:first] stay in place, rows `moved` follow, then the new ones
         if not self.num_tokens:
-            xyz, features, stored_keys = new_pos.T, new_feat, written_keys
+            xyz, stored_keys = new_pos.T, written_keys
         elif keep is None:  # nothing rewritten: append
-            xyz, features = torch.cat([self._xyz, new_pos.T], dim=1), torch.cat([self._features, new_feat])
+            xyz = torch.cat([self._xyz, new_pos.T], dim=1)
             stored_keys = torch.cat([self._stored_keys(), written_keys])
-        else:  # gather the kept rows straight into the new storage (one copy, not two)
+        else:
             stored_keys = torch.cat([self._stored_keys().index_select(0, keep), written_keys])
-            n = keep.shape[0]
             # positions: gather into a contiguous block, then append (index_select
             # into the strided slice xyz[:, :n] of a (3, N') block is ~10x slower)
             xyz = torch.cat([self._xyz.index_select(1, keep), new_pos.T], dim=1)  # (3, N')
-            features = self._features.new_empty(n + new_feat.shape[0], new_feat.shape[1])
-            torch.index_select(self._features, 0, keep, out=features[:n])
-            features[n:] = new_feat
+            first = int(hit.nonzero()[0]) if bool(hit.any()) else keep.shape[0]  # rows before the first rewritten one keep their place
+            moved = keep[first:]
         if self._capacity is not None and xyz.shape[1] > self._capacity:
             xyz = xyz[:, -self._capacity:]  # least recently written go first
-            features = features[-self._capacity:]
             stored_keys = stored_keys[-self._capacity:]
-        self._xyz, self._features, self._keys = xyz.contiguous(), features.contiguous(), stored_keys.contiguous()
+        self._store_features(first, moved, new_feat)
+        self._xyz, self._keys = xyz.contiguous(), stored_keys.contiguous()
         self._bounds = None
+
+    def _store_features(self, first: int, moved, new_feat: torch.Tensor) -> None:
+        """Features become rows [:first] of the current ones (left in place),
+        then rows ``moved`` (indices >= first, or None), then ``new_feat``;
+        the oldest beyond capacity go. They live in a buffer with spare rows
+        (at most as many again), so a write copies the rows it moves and
+        appends, not the whole memory: revisiting recent rows costs what it
+        touches (features are most of a token's bytes: 2 C against 20)."""
+        F = self._features
+        if self._fbuf is None or F.data_ptr() != self._fptr or F.shape[1] != new_feat.shape[1]:
+            self._fbuf, self._fstart = F, 0  # set elsewhere (reset, load, first write): it is its own buffer
+        moved_rows = None if moved is None or not moved.shape[0] else F.index_select(0, moved)  # a copy, before any overwrite
+        n_moved = 0 if moved_rows is None else moved_rows.shape[0]
+        total = first + n_moved + new_feat.shape[0]
+        buf, start = self._fbuf, self._fstart
+        if start + total > buf.shape[0]:  # no room: a new buffer, the unmoved rows at its start
+            grown = buf.new_empty(max(2 * total, 1024), new_feat.shape[1])
+            grown[:first] = F[:first]
+            buf, start = grown, 0
+        if n_moved:
+            buf[start + first:start + first + n_moved] = moved_rows
+        buf[start + first + n_moved:start + total] = new_feat
+        if self._capacity is not None and total > self._capacity:
+            start, total = start + total - self._capacity, self._capacity  # least recently written go first
+        self._fbuf, self._fstart = buf, start
+        self._features = buf[start:start + total]
+        self._fptr = self._features.data_ptr()
 
     # ------------------------------------------------------------------- read
 
