@@ -125,7 +125,7 @@ class ProceduralRoom:
             self._mover_sids = [s for s, k in zip(self._mover_sids, keep) if k]
         self._ray_cache: dict = {}
         self._time_cache: tuple | None = None
-        self._last_K: np.ndarray | None = None
+        self._known_K: dict = {}  # K bytes -> validated K (_check_K)
 
     def __reduce__(self):
         """Pickle as (seed, fov, goal objects): the room is a pure function of them."""
@@ -558,15 +558,18 @@ class ProceduralRoom:
             raise ValueError(f"t must be a finite time in seconds, got {t!r}")
         return t
 
-    def _check_K(self, K, remember: bool = True) -> np.ndarray:
+    def _check_K(self, K) -> np.ndarray:
         """K as float64 numpy (3, 3); validated by geometry.check_intrinsics the
-        first time each distinct K is seen (``remember=False``: a second K, validated each time)."""
+        first time each distinct K is seen (the last few are remembered)."""
         Kn = np.asarray(K.detach().cpu().numpy() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
-        if self._last_K is not None and Kn.shape == (3, 3) and np.array_equal(Kn, self._last_K):
-            return self._last_K
+        key = Kn.tobytes() if Kn.shape == (3, 3) else None
+        known = self._known_K.get(key)
+        if known is not None:
+            return known
         Kn = check_intrinsics(Kn).numpy().astype(np.float64)
-        if remember:
-            self._last_K = Kn
+        if len(self._known_K) >= 8:
+            self._known_K.clear()
+        self._known_K[key] = Kn
         return Kn
 
     @staticmethod
@@ -608,7 +611,7 @@ class ProceduralRoom:
             if supersample != 1:
                 raise ValueError("render(geometry=...) traces both views in one pass at supersample=1; "
                                  "render the geometry view with render_batch(..., rgb=False) instead")
-            Kg, (hg, wg) = self._check_K(Kg, remember=False), check_size(hg, wg)
+            Kg, (hg, wg) = self._check_K(Kg), check_size(hg, wg)
             rgb, depth, static, gd, gs = self._render_core(poses, self._check_K(K), *check_size(height, width),
                                                            self._check_time(t), geometry=(Kg, hg, wg))
             return {"rgb": rgb[0], "depth": depth[0], "static": static[0], "geometry_depth": gd[0], "geometry_static": gs[0]}
