@@ -74,8 +74,8 @@ class BenchArgs:
 
 QUICK = dict(tour_steps=120, flat_from=40, validate_steps=40, wan_size=64, wan_frames=1, wan_tour_steps=60,
              wan_validate_steps=20, wan_repeats=1, wan_dit=False, wan_decode=False, e2e_envs=[1, 4], e2e_frames=32,
-             e2e_warmup_steps=1, repeats=10, readout_write_steps=12, readout_views=4, speed_steps=60, speed_vector_steps=6,
-             speed_repeats=2, speed_memory_segments=2)
+             e2e_warmup_steps=1, repeats=10, readout_write_steps=12, readout_views=4, speed_steps=40, speed_vector_envs=4,
+             speed_vector_steps=5, speed_repeats=2, speed_memory_segments=1)
 
 
 def apply_quick(args, explicit=None, quick: dict | None = None):
