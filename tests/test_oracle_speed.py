@@ -59,3 +59,15 @@ def test_env_resets_reuse_the_rooms_of_its_seeds():
         assert rooms.setdefault(ep.scene.seed, ep.scene) is ep.scene  # the same object each time the seed comes back
         env.reset()
     assert set(rooms) == {21, 22}
+
+
+def test_oracle_latents_from_uint8_equal_encoding_the_model_images():
+    import torch
+
+    from mirage_gym.images import to_model
+    from mirage_gym.models.oracle import PixelUnshuffleCodec
+
+    rgb = np.random.default_rng(0).integers(0, 256, size=(2, 3, 16, 24, 3), dtype=np.uint8)
+    for f in (2, 4, 8):
+        codec = PixelUnshuffleCodec(f)
+        assert torch.equal(codec.encode_uint8(rgb), codec.encode(to_model(rgb)))

@@ -329,7 +329,9 @@ class MirageSimulation:
             geometry_view=self.coverage_view if any(ep.coverage is not None for ep in eps) else None,
         )
         segment = self.world_model.generate(request)
-        frames_f = self.world_model.decode_segment(segment, K)  # (B, K, 3, H, W)
+        # (B, K, 3, H, W) float frames, only where they are read: to make uint8 frames, or a model's depth estimate
+        needs_float = segment.rgb is None or (not self.depth_from_scene and segment.depth is None)
+        frames_f = self.world_model.decode_segment(segment, K) if needs_float else None
         if segment.rgb is not None:  # the model's exact images (the oracle's renders)
             frames = segment.rgb
         else:

@@ -32,6 +32,13 @@ class PixelUnshuffleCodec:
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         return F.pixel_shuffle(latents, self.downsample)
 
+    def encode_uint8(self, images: np.ndarray, device=None) -> torch.Tensor:
+        """``encode(to_model(images))`` for uint8 (..., H, W, 3) images, bit for bit: the
+        latent is a permutation of the pixels, so permute first and convert only once."""
+        t = torch.from_numpy(np.ascontiguousarray(images)).to(device=device)
+        t = F.pixel_unshuffle(t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2), self.downsample)
+        return t.float().div_(127.5).sub_(1.0)  # to_model's conversion
+
 
 class OracleWorldModel(WorldModel):
     """Renders ground truth at every pose; see the module docstring."""
@@ -64,6 +71,12 @@ class OracleWorldModel(WorldModel):
     @torch.no_grad()
     def decode(self, latents):
         return self.codec.decode(latents.to(self.device))
+
+    def decode_segment(self, segment: Segment, num_frames: int) -> torch.Tensor:
+        """The rendered frames as model images (B, K, 3, H, W)."""
+        if segment.frames is None and segment.rgb is not None:
+            return to_model(segment.rgb, device=self.device).unflatten(0, segment.rgb.shape[:2])
+        return super().decode_segment(segment, num_frames)
 
     def estimate_geometry(self, latents, images=None):
         raise NotImplementedError("the oracle has no depth head: use the scene's ground-truth depth (depth_source='scene')")
@@ -98,8 +111,11 @@ class OracleWorldModel(WorldModel):
         B, K = request.batch_size, request.num_frames
         rgb, depth, static, geometry = self.render_ground_truth(request.scenes, request.c2w, request.times, request.K,
                                                                request.geometry_view)
-        frames = to_model(rgb, device=self.device).unflatten(0, (B, K))  # (B, K, 3, H, W)
-        latents = self.encode(frames.flatten(0, 1)).unflatten(0, (B, K))
+        if isinstance(self.codec, PixelUnshuffleCodec):  # float frames only if asked for (decode_segment)
+            frames, latents = None, self.codec.encode_uint8(rgb, self.device).unflatten(0, (B, K))
+        else:
+            frames = to_model(rgb, device=self.device).unflatten(0, (B, K))  # (B, K, 3, H, W)
+            latents = self.encode(frames.flatten(0, 1)).unflatten(0, (B, K))
         h, w = self.latent_size
         return Segment(
             latents=latents,
