@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["BLOCK", "MIN_ROWS", "block_bounds", "rows_in_view"]
+__all__ = ["BLOCK", "MIN_ROWS", "block_bounds", "rows_in_view", "rows_near"]
 
 BLOCK = 256  # rows per block: about one written view of a 16x16 latent grid
 MIN_ROWS = 4 * BLOCK  # below this the splat's own per-point cull is cheaper than the block test
@@ -58,10 +58,26 @@ def rows_in_view(bounds: torch.Tensor, P: torch.Tensor, n: int, height: int, wid
     # the largest value of a . X + b over each box: per axis the corner that favours the plane
     best = torch.maximum(a[:, :, None] * lo, a[:, :, None] * hi).sum(-1) + b[..., None]  # (B, 5, nb)
     seen = (best >= 0).all(1).any(0)  # (nb,) inside every plane of some camera
-    if bool(seen.all()):
+    return _rows(seen, n, block)
+
+
+def _rows(kept_blocks: torch.Tensor, n: int, block: int) -> torch.Tensor | None:
+    """Ascending row indices of the kept blocks (n rows in all); None when all are kept."""
+    if bool(kept_blocks.all()):
         return None
-    if not bool(seen.any()):
-        return torch.zeros(0, dtype=torch.long, device=bounds.device)
-    kept = seen.nonzero().squeeze(1)
+    if not bool(kept_blocks.any()):
+        return torch.zeros(0, dtype=torch.long, device=kept_blocks.device)
+    kept = kept_blocks.nonzero().squeeze(1)
     rows = (kept[:, None] * block + torch.arange(block, device=kept.device)).reshape(-1)
-    return rows[rows < n] if bool(kept[-1] == seen.shape[0] - 1) else rows
+    return rows[rows < n] if bool(kept[-1] == kept_blocks.shape[0] - 1) else rows
+
+
+def rows_near(bounds: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, margin: float, n: int,
+              block: int = BLOCK) -> torch.Tensor | None:
+    """Row indices (ascending) of the blocks whose box comes within ``margin``
+    of the box [lo, hi] (3,) (a write's points: only rows there can share a
+    voxel with them); None when that is every block."""
+    lo = lo.double().to(bounds.device) - margin
+    hi = hi.double().to(bounds.device) + margin
+    near = ((bounds[:, 0] <= hi) & (bounds[:, 1] >= lo)).all(1)  # (nb,)
+    return _rows(near, n, block)

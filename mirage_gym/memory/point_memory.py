@@ -448,37 +448,47 @@ class PointMemory:
         order = torch.argsort(z.index_select(0, winners), descending=True, stable=True)  # key-order positions
 
         # Across writes: an occupied voxel keeps its point ("oldest") or takes the new one ("newest");
-        # either way it becomes the most recently written.
-        keep = None
-        if self.num_tokens:
+        # either way it becomes the most recently written. Stored rows that can share a voxel with
+        # this write lie in the blocks near it (cull.rows_near); only those are searched, and rows
+        # before the first one hit stay where they are (a write costs what it touches).
+        n = self.num_tokens
+        first, moved = n, None  # storage: rows [:first] in place, then rows `moved`, then the new ones
+        if n:
             old_keys = self._stored_keys()
-            at = torch.searchsorted(new_keys, old_keys).clamp_(max=new_keys.shape[0] - 1)
-            hit = new_keys.index_select(0, at) == old_keys  # (N,) stored voxel rewritten by this write
-            if self.update == "newest":
-                keep = (~hit).nonzero().squeeze(1)
-            else:
-                rewritten = hit.nonzero().squeeze(1)
-                if rewritten.shape[0]:
+            rows = None
+            if n >= cull.MIN_ROWS:
+                if self._bounds is None:
+                    self._bounds = cull.block_bounds(self._xyz)
+                rows = cull.rows_near(self._bounds, points.amin(0), points.amax(0), 2.0 * self._voxel_size, n)
+            cand = old_keys if rows is None else old_keys.index_select(0, rows)
+            at = torch.searchsorted(new_keys, cand).clamp_(max=new_keys.shape[0] - 1)
+            hit = (new_keys.index_select(0, at) == cand).nonzero().squeeze(1)  # positions in cand of the rewritten rows
+            hit_rows = hit if rows is None else rows.index_select(0, hit)  # ascending
+            if hit_rows.shape[0]:
+                first = int(hit_rows[0])
+                untouched = torch.ones(n - first, dtype=torch.bool, device=hit_rows.device)
+                untouched.index_fill_(0, hit_rows - first, False)
+                untouched = untouched.nonzero().squeeze(1) + first  # rows after the first hit that this write leaves alone
+                if self.update == "newest":
+                    moved = untouched  # the hit rows are replaced by the new points
+                else:
                     fresh = torch.ones(new_keys.shape[0], dtype=torch.bool, device=new_keys.device)
-                    fresh.index_fill_(0, at.index_select(0, rewritten), False)  # voxels of this write already stored
+                    fresh.index_fill_(0, at.index_select(0, hit), False)  # voxels of this write already stored
                     order = order.masked_select(fresh.index_select(0, order))
-                    keep = torch.cat([(~hit).nonzero().squeeze(1), rewritten])  # untouched first, then the refreshed ones
+                    moved = torch.cat([untouched, hit_rows])  # untouched first, then the refreshed ones
         farthest_first = winners.index_select(0, order)
         new_pos, new_feat = points.index_select(0, farthest_first), feats.index_select(0, farthest_first)
         written_keys = new_keys.index_select(0, order)
-        first, moved = self.num_tokens, None  # features: rows [:first] stay in place, rows `moved` follow, then the new ones
-        if not self.num_tokens:
+        if not n:
             xyz, stored_keys = new_pos.T, written_keys
-        elif keep is None:  # nothing rewritten: append
+        elif moved is None:  # nothing rewritten: append
             xyz = torch.cat([self._xyz, new_pos.T], dim=1)
             stored_keys = torch.cat([self._stored_keys(), written_keys])
         else:
-            stored_keys = torch.cat([self._stored_keys().index_select(0, keep), written_keys])
             # positions: gather into a contiguous block, then append (index_select
             # into the strided slice xyz[:, :n] of a (3, N') block is ~10x slower)
-            xyz = torch.cat([self._xyz.index_select(1, keep), new_pos.T], dim=1)  # (3, N')
-            first = int(hit.nonzero()[0]) if bool(hit.any()) else keep.shape[0]  # rows before the first rewritten one keep their place
-            moved = keep[first:]
+            xyz = torch.cat([self._xyz[:, :first], self._xyz.index_select(1, moved), new_pos.T], dim=1)  # (3, N')
+            stored_keys = torch.cat([old_keys[:first], old_keys.index_select(0, moved), written_keys])
         if self._capacity is not None and xyz.shape[1] > self._capacity:
             xyz = xyz[:, -self._capacity:]  # least recently written go first
             stored_keys = stored_keys[-self._capacity:]
