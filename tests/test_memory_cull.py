@@ -42,7 +42,12 @@ def _unculled(mem, K, c2w, h, w):
                         min_weight=mem.min_weight)
 
 
-def test_culled_read_equals_unculled_read_and_skips_far_blocks():
+@pytest.fixture
+def cull_always(monkeypatch):
+    monkeypatch.setattr(cull, "MIN_ROWS", 0)  # the test memories are small: cull them anyway
+
+
+def test_culled_read_equals_unculled_read_and_skips_far_blocks(cull_always):
     mem = _memory()
     assert mem.num_tokens > 8 * cull.BLOCK
     # four poses at the origin looking along +x (yaw 0 +- 20 degrees): every far place is out of their view
@@ -61,7 +66,7 @@ def test_culled_read_equals_unculled_read_and_skips_far_blocks():
     assert rows is not None and rows.numel() < mem.num_tokens / 2
 
 
-def test_nothing_in_view_reads_an_empty_view():
+def test_nothing_in_view_reads_an_empty_view(cull_always):
     mem = _memory()
     away = pose_from_yaw_pitch(torch.tensor([500.0, 500.0, 1.5]), 0.0, 0.0)  # looks at empty space
     view = mem.read(K16, away, H, W)
@@ -72,7 +77,9 @@ def test_nothing_in_view_reads_an_empty_view():
 
 @pytest.mark.parametrize("update", ["fill", "oldest"])
 def test_culled_writes_store_the_same_memory(update, monkeypatch):
-    """The fill rule splats the memory at each written frame: culled or not, the same memory results."""
+    """The fill rule splats the memory at each written frame, and every write searches the
+    stored rows near it for its voxels: culled or not, the same memory results."""
+    monkeypatch.setattr(cull, "MIN_ROWS", 0)
     culled = _memory(update)
     monkeypatch.setattr(cull, "MIN_ROWS", 10**9)  # culling off
     plain = _memory(update)
@@ -81,7 +88,7 @@ def test_culled_writes_store_the_same_memory(update, monkeypatch):
 
 
 @pytest.mark.parametrize("update", ["fill", "oldest", "newest"])
-def test_kept_voxel_keys_match_a_restored_memory(update):
+def test_kept_voxel_keys_match_a_restored_memory(update, cull_always):
     """Voxel keys are kept with the storage across writes, evictions and reorders; a memory
     restored from a snapshot recomputes them: both must go on identically."""
     mem = LatentSpatialMemory(voxel_size=0.05, update=update, capacity=1500)

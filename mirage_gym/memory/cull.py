@@ -22,7 +22,9 @@ import torch
 __all__ = ["BLOCK", "MIN_ROWS", "block_bounds", "rows_in_view", "rows_near"]
 
 BLOCK = 256  # rows per block: about one written view of a 16x16 latent grid
-MIN_ROWS = 4 * BLOCK  # below this the splat's own per-point cull is cheaper than the block test
+# Below this many rows the block test's fixed cost (a dozen small ops) is more than
+# it saves: the splat's own per-point cull and a full key search are cheap there.
+MIN_ROWS = 32 * BLOCK
 MARGIN_CELLS = 1.0  # the side planes are pushed out by this many grid cells: rounding never culls a visible point
 
 
