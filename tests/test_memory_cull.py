@@ -103,3 +103,46 @@ def test_kept_voxel_keys_match_a_restored_memory(update, cull_always):
     assert mem.num_tokens == 1500  # eviction happened
     a, b = mem.state_dict(), restored.state_dict()
     assert torch.equal(a["positions"], b["positions"]) and torch.equal(a["features"], b["features"])
+
+
+@pytest.mark.parametrize("update", ["fill", "oldest", "newest"])
+def test_writes_replace_the_storage_and_cached_keys_follow_it(update, cull_always):
+    """A write never writes into the storage tensors it replaces (references to them are
+    snapshots: the env's transactions put them back), and the voxel keys and block bounds
+    cached beside them follow whatever storage is put back."""
+    mem = LatentSpatialMemory(voxel_size=0.05, update=update, capacity=1500)
+    views = list(_views((0.0, 0.0, 1.5), 24, seed=3))
+    for c2w, lat, depth in views[:12]:
+        mem.write(lat, depth, K16, c2w)
+    xyz, feat = mem._xyz, mem._features
+    kept = (xyz.clone(), feat.clone())
+    for c2w, lat, depth in views[12:] + views[:4]:  # rewrites and eviction
+        mem.write(lat, depth, K16, c2w)
+    assert torch.equal(xyz, kept[0]) and torch.equal(feat, kept[1])  # never written into
+    after = mem.state_dict()
+    mem._xyz, mem._features = xyz, feat  # put the old storage back, as a rollback does
+    again = LatentSpatialMemory(voxel_size=0.05)
+    again.load_state_dict(mem.state_dict())
+    for c2w, lat, depth in views[12:] + views[:4]:  # both go on identically: the cached keys were not stale
+        mem.write(lat, depth, K16, c2w)
+        again.write(lat, depth, K16, c2w)
+    assert torch.equal(mem.state_dict()["positions"], after["positions"])
+    assert torch.equal(mem.state_dict()["features"], again.state_dict()["features"])
+
+
+@pytest.mark.parametrize("update", ["fill", "oldest", "newest"])
+@pytest.mark.parametrize("capacity", [None, 1200])
+def test_a_batched_write_equals_its_frames_written_one_by_one(update, capacity, cull_always):
+    """A write of T frames gathers the features once (memory/point_memory.py, _insert): the
+    same memory as T single-frame writes, through rewrites, moves and eviction."""
+    views = list(_views((0.0, 0.0, 1.5), 16, seed=8))
+    one = LatentSpatialMemory(voxel_size=0.05, update=update, capacity=capacity)
+    many = LatentSpatialMemory(voxel_size=0.05, update=update, capacity=capacity)
+    for chunk in (views[:4], views[4:10], views[10:], views[2:8]):  # the last chunk revisits
+        for c2w, lat, depth in chunk:
+            one.write(lat, depth, K16, c2w)
+        many.write(torch.stack([v[1] for v in chunk]), torch.stack([v[2] for v in chunk]), K16, torch.stack([v[0] for v in chunk]))
+        a, b = one.state_dict(), many.state_dict()
+        assert torch.equal(a["positions"], b["positions"]) and torch.equal(a["features"], b["features"])
+    if capacity:
+        assert one.num_tokens == capacity

@@ -12,9 +12,10 @@ Storage
     recomputed from the positions when a write needs them (cheap, and every
     stored byte stays useful), and the order of the rows *is* the recency
     order, oldest first, so eviction needs no timestamps. ``nbytes`` counts
-    exactly these two tensors: 12 + C * itemsize bytes per point (the
-    features sit in a buffer with up to as many spare rows again, so that a
-    write copies only the rows it moves and appends).
+    exactly these two tensors: 12 + C * itemsize bytes per point. A write
+    replaces these tensors and never writes into them, so a reference to them
+    is a snapshot (the voxel keys and block bounds cached beside them are
+    tied to the positions tensor they were computed from).
 
 Dedup: one point per voxel
     Space is cut into cubes of side ``voxel_size`` centred on the lattice
@@ -292,8 +293,7 @@ class PointMemory:
 
     @property
     def features(self) -> torch.Tensor:
-        """(N, C) stored features, same order as :attr:`positions` (read-only
-        view of the storage, which writes update in place: clone to keep it)."""
+        """(N, C) stored features, same order as :attr:`positions` (read-only view)."""
         return self._features
 
     def __repr__(self) -> str:
@@ -310,9 +310,8 @@ class PointMemory:
         self._xyz = torch.zeros(3, 0, dtype=torch.float32, device=self.device)  # (3, N)
         self._features = torch.zeros(0, c, dtype=self.feature_dtype, device=self.device)
         self._num_writes = 0
-        self._bounds = None  # cull.block_bounds of the storage, until it changes
-        self._keys = None  # voxel keys of the stored rows (_stored_keys), until it changes
-        self._fbuf, self._fstart, self._fptr = None, 0, 0  # the buffer _features is a view of (_store_features)
+        self._bounds = None  # (positions tensor, its cull.block_bounds)
+        self._keys = None  # (positions tensor, the voxel keys of its rows): _stored_keys
 
     # ----------------------------------------------------------- subclass API
 
@@ -348,8 +347,32 @@ class PointMemory:
         self._channels = C
         if self._features.shape[1] != C:  # empty memory learning its channel count
             self._features = self._features.new_zeros(0, C)
-        for t in range(depth.shape[0]):
-            self._write_frame(feats[t], depth[t], K, c2w[t], None if static is None else static[t])
+        # The frames' features are gathered into new storage once per call, not once per frame:
+        # meanwhile the rows are indices into [old features, frame 1's, frame 2's, ...] (_insert).
+        self._parts, self._lo, self._src, self._prefix = [self._features], 0, None, self._features.shape[0]
+        try:
+            for t in range(depth.shape[0]):
+                self._write_frame(feats[t], depth[t], K, c2w[t], None if static is None else static[t])
+        finally:  # a new tensor, never written into: a reference to the old one is a snapshot of the memory
+            self._features = self._gather_features().contiguous()
+            self._parts = self._src = None
+
+    def _gather_features(self) -> torch.Tensor:
+        """The features of the rows after this call's frames (see _insert): the
+        leading rows no frame moved are copied as one block, the rest gathered."""
+        old, lo, src = self._parts[0], self._lo, self._src
+        if src is None:
+            return (old if len(self._parts) == 1 else torch.cat(self._parts))[lo:]
+        p = self._prefix  # rows [0, p) are old rows lo, lo + 1, ... in order
+        out = old.new_empty(src.shape[0], old.shape[1])
+        out[:p] = old[lo:lo + p]
+        tail, rest = src[p:], out[p:]
+        is_old = tail < old.shape[0]
+        at_old, at_new = is_old.nonzero().squeeze(1), (~is_old).nonzero().squeeze(1)
+        rest.index_copy_(0, at_old, old.index_select(0, tail.index_select(0, at_old)))
+        if at_new.shape[0]:
+            rest.index_copy_(0, at_new, torch.cat(self._parts[1:]).index_select(0, tail.index_select(0, at_new) - old.shape[0]))
+        return out
 
     def _write_frame(self, feats, depth, K, c2w, static) -> None:
         """Lift one validated frame (feats (H, W, C), depth (H, W)) and merge it."""
@@ -372,7 +395,7 @@ class PointMemory:
 
     def _own_view(self, shape, K, c2w) -> tuple[torch.Tensor, torch.Tensor]:
         """The memory seen from the frame's own camera: coverage and front depth, (H, W) each."""
-        seen = self._splat(self._features[:, :0], K, c2w, *shape)
+        seen = self._splat(self._xyz.new_empty(self.num_tokens, 0), K, c2w, *shape)  # (mid-write: only the rows count)
         return seen.mask[0], seen.depth[0]
 
     def _splat(self, features, K, c2w, height: int, width: int) -> SplatResult:
@@ -380,10 +403,9 @@ class PointMemory:
         storage), looking only at the blocks in view (``cull``: the same bits)."""
         xyz = self._xyz
         if xyz.shape[1] >= cull.MIN_ROWS:
-            if self._bounds is None:
-                self._bounds = cull.block_bounds(xyz)
+            bounds = self._block_bounds()
             P = projection_matrices(check_intrinsics(K).to(xyz.device), check_pose(c2w).to(xyz.device).reshape(-1, 4, 4))
-            rows = cull.rows_in_view(self._bounds, P, xyz.shape[1], height, width, self.near)
+            rows = cull.rows_in_view(bounds, P, xyz.shape[1], height, width, self.near)
             if rows is not None:
                 xyz, features = xyz.index_select(1, rows), features.index_select(0, rows)
         return splat_points(xyz.T, features, K, c2w, height, width, near=self.near,
@@ -417,10 +439,18 @@ class PointMemory:
 
     def _stored_keys(self) -> torch.Tensor:
         """Keys of the stored points, row for row (always in range: checked when
-        written); kept with the storage, so a write does not recompute all N."""
-        if self._keys is None:
-            self._keys = self._pack(torch.floor(self._xyz / self._voxel_size + 0.5))
-        return self._keys
+        written); kept with the storage, so a write does not recompute all N.
+        Cached with the positions tensor they belong to: storage put back by
+        any other path (a snapshot, a rollback) gets its keys recomputed."""
+        if self._keys is None or self._keys[0] is not self._xyz:
+            self._keys = (self._xyz, self._pack(torch.floor(self._xyz / self._voxel_size + 0.5)))
+        return self._keys[1]
+
+    def _block_bounds(self) -> torch.Tensor:
+        """cull.block_bounds of the stored positions, cached with the positions tensor (as the keys)."""
+        if self._bounds is None or self._bounds[0] is not self._xyz:
+            self._bounds = (self._xyz, cull.block_bounds(self._xyz))
+        return self._bounds[1]
 
     @staticmethod
     def _pack(g: torch.Tensor) -> torch.Tensor:
@@ -457,9 +487,7 @@ class PointMemory:
             old_keys = self._stored_keys()
             rows = None
             if n >= cull.MIN_ROWS:
-                if self._bounds is None:
-                    self._bounds = cull.block_bounds(self._xyz)
-                rows = cull.rows_near(self._bounds, points.amin(0), points.amax(0), 2.0 * self._voxel_size, n)
+                rows = cull.rows_near(self._block_bounds(), points.amin(0), points.amax(0), 2.0 * self._voxel_size, n)
             cand = old_keys if rows is None else old_keys.index_select(0, rows)
             at = torch.searchsorted(new_keys, cand).clamp_(max=new_keys.shape[0] - 1)
             hit = (new_keys.index_select(0, at) == cand).nonzero().squeeze(1)  # positions in cand of the rewritten rows
@@ -489,39 +517,26 @@ class PointMemory:
             # into the strided slice xyz[:, :n] of a (3, N') block is ~10x slower)
             xyz = torch.cat([self._xyz[:, :first], self._xyz.index_select(1, moved), new_pos.T], dim=1)  # (3, N')
             stored_keys = torch.cat([old_keys[:first], old_keys.index_select(0, moved), written_keys])
+        # Features (gathered by _write at the end of the call): row i is source row src[i] of
+        # cat(self._parts); src None means the rows are source rows lo, lo + 1, ... in order;
+        # either way the first `_prefix` rows are old rows lo, lo + 1, ... (no frame moved them).
+        total = sum(p.shape[0] for p in self._parts)
+        if moved is not None:
+            self._prefix = min(self._prefix, first)
+            src = torch.arange(self._lo, total, device=self.device) if self._src is None else self._src
+            self._src = torch.cat([src[:first], src.index_select(0, moved), torch.arange(total, total + new_feat.shape[0], device=self.device)])
+        elif self._src is not None:
+            self._src = torch.cat([self._src, torch.arange(total, total + new_feat.shape[0], device=self.device)])
+        self._parts.append(new_feat)
         if self._capacity is not None and xyz.shape[1] > self._capacity:
             xyz = xyz[:, -self._capacity:]  # least recently written go first
             stored_keys = stored_keys[-self._capacity:]
-        self._store_features(first, moved, new_feat)
-        self._xyz, self._keys = xyz.contiguous(), stored_keys.contiguous()
-        self._bounds = None
-
-    def _store_features(self, first: int, moved, new_feat: torch.Tensor) -> None:
-        """Features become rows [:first] of the current ones (left in place),
-        then rows ``moved`` (indices >= first, or None), then ``new_feat``;
-        the oldest beyond capacity go. They live in a buffer with spare rows
-        (at most as many again), so a write copies the rows it moves and
-        appends, not the whole memory: revisiting recent rows costs what it
-        touches (features are most of a token's bytes: 2 C against 20)."""
-        F = self._features
-        if self._fbuf is None or F.data_ptr() != self._fptr or F.shape[1] != new_feat.shape[1]:
-            self._fbuf, self._fstart = F, 0  # set elsewhere (reset, load, first write): it is its own buffer
-        moved_rows = None if moved is None or not moved.shape[0] else F.index_select(0, moved)  # a copy, before any overwrite
-        n_moved = 0 if moved_rows is None else moved_rows.shape[0]
-        total = first + n_moved + new_feat.shape[0]
-        buf, start = self._fbuf, self._fstart
-        if start + total > buf.shape[0]:  # no room: a new buffer, the unmoved rows at its start
-            grown = buf.new_empty(max(2 * total, 1024), new_feat.shape[1])
-            grown[:first] = F[:first]
-            buf, start = grown, 0
-        if n_moved:
-            buf[start + first:start + first + n_moved] = moved_rows
-        buf[start + first + n_moved:start + total] = new_feat
-        if self._capacity is not None and total > self._capacity:
-            start, total = start + total - self._capacity, self._capacity  # least recently written go first
-        self._fbuf, self._fstart = buf, start
-        self._features = buf[start:start + total]
-        self._fptr = self._features.data_ptr()
+            drop = total + new_feat.shape[0] - self._lo - self._capacity if self._src is None else self._src.shape[0] - self._capacity
+            self._lo, self._prefix = self._lo + drop, max(0, self._prefix - drop)
+            if self._src is not None:
+                self._src = self._src[drop:]
+        self._xyz = xyz.contiguous()  # a new tensor, never written into
+        self._keys = (self._xyz, stored_keys.contiguous())
 
     # ------------------------------------------------------------------- read
 
@@ -607,7 +622,6 @@ class PointMemory:
         self.align_depth = align_depth
         self._xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
         self._features = feat.detach().to(self.device).clone(memory_format=torch.contiguous_format)
-        self._bounds = self._keys = None
 
     # ----------------------------------------------------------------- checks
 
