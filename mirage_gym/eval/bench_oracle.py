@@ -1,4 +1,4 @@
-"""`mirage-gym bench` section ``speed``: what an RL user feels on a CPU.
+"""`mirage-gym bench` section ``oracle``: the oracle twin and memory scaling, as an RL user feels them on a CPU.
 
 * **Oracle steps/s**: ``gym.make("MirageRoomOracle64-v0")`` and
   ``gym.make_vec(..., num_envs=N, vectorization_mode="vector_entry_point")``
@@ -13,7 +13,7 @@
   same memory below copies of the room stacked 40 m above each other, filled
   to 60k (the env's capacity; the room's own tokens are the newest); the
   copies are out of view of the tour's poses (pitch at most 30 degrees up),
-  so both memories show the same view (tests/test_bench_speed.py). Both then continue the tour (revisits): per
+  so both memories show the same view (tests/test_bench_oracle.py). Both then continue the tour (revisits): per
   segment a read at its 4 poses on the latent grid, then a write of its 4
   frames under the env's rule (``fill``) and the oracle's (``oldest``), each
   memory kind and rule running its own copy; interleaved, medians.
@@ -168,13 +168,13 @@ def memory_scaling(*, scene_seed: int, tokens=(5000, 60000), segments: int, repe
     return res
 
 
-def run_speed(*, scene_seed: int, steps: int, vector_envs: int, vector_steps: int, repeats: int, memory_segments: int,
+def run_oracle(*, scene_seed: int, steps: int, vector_envs: int, vector_steps: int, repeats: int, memory_segments: int,
               log=print) -> dict:
     return {"oracle": oracle_steps(steps=steps, vector_envs=vector_envs, vector_steps=vector_steps, repeats=repeats, log=log),
             "memory": memory_scaling(scene_seed=scene_seed, segments=memory_segments, repeats=repeats, log=log)}
 
 
-def speed_tables(res: dict) -> list[Table]:
+def oracle_tables(res: dict) -> list[Table]:
     o, m = res["oracle"], res["memory"]
     row = lambda name, r: [name] + [fmt(r[k][s]) for k in ("wall", "cpu") for s in ("min", "median", "max")]  # noqa: E731
     oracle = Table(f"Oracle env steps/s ({o['env_id']}; {o['repeats']} interleaved repeats, min / median / max)",
