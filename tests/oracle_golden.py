@@ -5,7 +5,9 @@ vector oracle env and hashes, per step, the frame, the rest of the step's
 outputs (pose, reward, terminated, truncated, info) and, every few steps, a
 complete ``get_state`` snapshot. ``python tests/oracle_golden.py`` writes them
 to ``tests/data/oracle_golden.json`` (done once, on the code before the speed
-work); ``test_oracle_golden.py`` recomputes and compares them.
+work: main at 3495c3f); ``test_oracle_golden.py`` recomputes and compares them.
+A change meant to alter these outputs (a new snapshot format, say) regenerates
+the file on the code before the change, then checks the change against it.
 """
 
 from __future__ import annotations
