@@ -29,7 +29,7 @@ def test_stacked_copies_are_out_of_view_so_the_view_is_the_same():
         assert torch.equal(a.latent, b.latent) and torch.equal(a.mask, b.mask) and float(a.mask.sum()) > 0
 
 
-def test_speed_section_runs_and_reports_what_it_measured():
+def test_oracle_section_runs_and_reports_what_it_measured():
     res = bench_oracle.run_oracle(scene_seed=1_000_003, steps=6, vector_envs=2, vector_steps=2, repeats=1, memory_segments=2,
                                 log=lambda s: None)
     o, m = res["oracle"], res["memory"]
