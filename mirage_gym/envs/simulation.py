@@ -134,7 +134,7 @@ class MirageSimulation:
 
     def _scene(self, current, seed):
         """The episode's world: the photo (built once), or the procedural room
-        of ``seed`` (kept when the seed repeats: building one takes ~60 ms).
+        of ``seed`` (built once per process: ProceduralRoom.cached).
         The objectgoal task's rooms also hold its goal objects (a room without
         space for them raises NoSpaceForGoals)."""
         if self.cfg.scene is not None:
@@ -145,7 +145,7 @@ class MirageSimulation:
             return self._photo
         if current is not None and current.seed == seed:
             return current
-        return ProceduralRoom(seed, goal_objects=self.cfg.goal_objects if self.cfg.task == "objectgoal" else 0)
+        return ProceduralRoom.cached(seed, goal_objects=self.cfg.goal_objects if self.cfg.task == "objectgoal" else 0)
 
     def _photo_depth(self):
         """The photo's depth model: ``depth_model``'s folder, else the world model's own (Wan has one), else None
@@ -226,12 +226,15 @@ class MirageSimulation:
     def _static_depth(self, depth: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
         return torch.where(static.bool(), depth, torch.full_like(depth, math.inf))
 
-    def _update_coverage(self, ep, c2w, t: float) -> float:
+    def _update_coverage(self, ep, c2w, t: float, view=None) -> float:
         """Count what the ground-truth camera at ``c2w`` (time ``t``) sees; return the newly covered fraction.
-        The one coverage path for every world model (see COVERAGE_STRIDE)."""
-        h, w = self.coverage_size
-        r = ep.scene.render_batch(torch.as_tensor(c2w)[None], self.K_coverage, h, w, t=float(t), rgb=False)  # geometry only
-        depth = self._static_depth(torch.from_numpy(r["depth"][0]), torch.from_numpy(r["static"][0]))
+        The one coverage path for every world model (see COVERAGE_STRIDE). ``view``: that render's
+        (depth, static) when it was already traced along with the frame (the same values)."""
+        if view is None:
+            h, w = self.coverage_size
+            r = ep.scene.render_batch(torch.as_tensor(c2w)[None], self.K_coverage, h, w, t=float(t), rgb=False)  # geometry only
+            view = r["depth"][0], r["static"][0]
+        depth = self._static_depth(torch.from_numpy(view[0]), torch.from_numpy(view[1]))
         return ep.coverage.update(depth, self.K_coverage, c2w)
 
     # ------------------------------------------------------------------ transactions
@@ -273,6 +276,11 @@ class MirageSimulation:
             for ep, checkpoint in saved:
                 self._rollback(ep, checkpoint)
             raise
+
+    @property
+    def coverage_view(self) -> tuple:
+        """(K, h, w) of the coverage render, for a renderer that traces it along with a frame."""
+        return (self.K_coverage, *self.coverage_size)
 
     # ------------------------------------------------------------------ reset
 
@@ -335,7 +343,9 @@ class MirageSimulation:
 
         # The start image is a real render of the room, as Mirage starts from a real image.
         c2w = ep.agent.c2w()
-        truth = self._render_truth(scene, c2w, 0.0)
+        fused = ep.coverage is not None and isinstance(scene, ProceduralRoom)  # the coverage view in the same trace
+        truth = scene.render(c2w, self.K_image, *self.image_size, t=0.0, geometry=self.coverage_view) if fused else \
+            self._render_truth(scene, c2w, 0.0)
         image = to_model(truth["rgb"], device=self.device)  # (1, 3, H, W)
         latent = self.world_model.encode(image)[0]
         depth_full = torch.from_numpy(truth["depth"])
@@ -353,7 +363,7 @@ class MirageSimulation:
         self._write(ep, latent, depth, static, c2w, truth["rgb"], write_depth_full, write_static_full)
         ep.context_latent, ep.context_c2w = latent, c2w
         if ep.coverage is not None:
-            self._update_coverage(ep, c2w, 0.0)
+            self._update_coverage(ep, c2w, 0.0, (truth["geometry_depth"], truth["geometry_static"]) if fused else None)
         info = self._info(ep, truth["rgb"][None], collided=False)
         info.update(task_info)
         if self.cfg.return_gt:
@@ -391,9 +401,12 @@ class MirageSimulation:
             context_c2w=torch.stack([ep.context_c2w for ep in eps]).to(self.device),
             memory_latent=mem_latent, memory_mask=mem_mask, memory_depth=mem_depth, times=times_t,
             scenes=[ep.scene for ep in eps], generators=[ep.generator for ep in eps],
+            geometry_view=self.coverage_view if any(ep.coverage is not None for ep in eps) else None,
         )
         segment = self.world_model.generate(request)
-        frames_f = self.world_model.decode_segment(segment, K)  # (B, K, 3, H, W)
+        # (B, K, 3, H, W) float frames, only where they are read: to make uint8 frames, or a model's depth estimate
+        needs_float = segment.rgb is None or (not self.depth_from_scene and segment.depth is None)
+        frames_f = self.world_model.decode_segment(segment, K) if needs_float else None
         if segment.rgb is not None:  # the model's exact images (the oracle's renders)
             frames = segment.rgb
         else:
@@ -412,7 +425,8 @@ class MirageSimulation:
             ep.steps += 1
             gain = 0.0
             if ep.coverage is not None:
-                gain = self._update_coverage(ep, paths_t[b, -1], float(times_t[b, -1]))
+                view = None if segment.geometry is None else (segment.geometry[0][b], segment.geometry[1][b])
+                gain = self._update_coverage(ep, paths_t[b, -1], float(times_t[b, -1]), view)
             reward, terminated, task_info = ep.task.step(ep.agent.position, self.coverage(ep), gain, yaw=ep.agent.yaw)
             info = self._info(ep, frames[b], collided[b])
             info.update(task_info)

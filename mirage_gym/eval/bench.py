@@ -32,7 +32,7 @@ from .bench_setup import embedded_world_model, machine_info
 from .report import Table, fmt, kib, plot_bars, plot_lines, ratio, write_json
 from .trajectories import room_tour, simulate
 
-SECTIONS = ("speed", "cache", "memory_path", "e2e", "readout")
+SECTIONS = ("speed", "cache", "memory_path", "e2e", "readout", "oracle")
 TARGETS = {"memory_path_embedded": 50.0, "memory_path_wan": 500.0, "cache_after_5_segments": 55.0, "cache_growth_pct": 10.0}
 
 
@@ -40,7 +40,7 @@ TARGETS = {"memory_path_embedded": 50.0, "memory_path_wan": 500.0, "cache_after_
 class BenchArgs:
     quick: bool = False  # CI-sized run (< 2 min): smaller tour, 64x64 Wan VAE timing, no DiT/decode, N = 1, 4
     out: str = "runs/bench"
-    sections: list = field(default_factory=lambda: list(SECTIONS))  # any of cache memory_path e2e readout
+    sections: list = field(default_factory=lambda: list(SECTIONS))  # any of speed cache memory_path e2e readout oracle
     world_model: str = "auto"  # auto (tiny when its weights exist, else oracle + random AutoencoderTiny) | tiny | oracle
     scene_seed: int = 1_000_003  # a held-out room
     image_size: int = 64  # embedded scale frames
@@ -68,13 +68,19 @@ class BenchArgs:
     readout_write_steps: int = 24
     readout_views: int = 8
     threads: int = 1  # torch threads (1: the fairest comparison on a shared CPU)
+    oracle_steps: int = 500  # oracle: single oracle env steps per repeat
+    oracle_vector_envs: int = 16  # oracle: sub-envs of the native vector oracle env
+    oracle_vector_steps: int = 40  # oracle: vector steps per repeat (each steps every sub-env)
+    oracle_repeats: int = 5  # oracle: interleaved repeats (oracle) and segment rounds (memory)
+    oracle_memory_segments: int = 4  # oracle: memory segments timed per round
     plots: bool = True
 
 
 QUICK = dict(tour_steps=120, flat_from=40, validate_steps=40, wan_size=64, wan_frames=1, wan_tour_steps=60,
              wan_validate_steps=20, wan_repeats=1, wan_dit=False, wan_decode=False, e2e_envs=[1, 4], e2e_frames=32,
              e2e_warmup_steps=1, e2e_repeats=2, e2e_late_step=30, startup_repeats=2, thread_repeats=2, repeats=10,
-             readout_write_steps=12, readout_views=4)
+             readout_write_steps=12, readout_views=4, oracle_steps=40, oracle_vector_envs=4,
+             oracle_vector_steps=5, oracle_repeats=2, oracle_memory_segments=1)
 
 
 def apply_quick(args, explicit=None, quick: dict | None = None):
@@ -481,6 +487,16 @@ def main(args: BenchArgs, explicit=None) -> dict:
                                      views=args.readout_views, log=log)
         res["seconds"]["readout"] = time.perf_counter() - t
 
+    if "oracle" in want:
+        from .bench_oracle import run_oracle
+
+        log(f"[oracle] oracle steps/s single and vector-{args.oracle_vector_envs}; memory read/write at 5k and 60k tokens")
+        t = time.perf_counter()
+        res["oracle"] = run_oracle(scene_seed=args.scene_seed, steps=args.oracle_steps, vector_envs=args.oracle_vector_envs,
+                                   vector_steps=args.oracle_vector_steps, repeats=args.oracle_repeats,
+                                   memory_segments=args.oracle_memory_segments, log=log)
+        res["seconds"]["oracle"] = time.perf_counter() - t
+
     res["seconds"]["total"] = time.perf_counter() - t_start
     res["machine"]["load_average_end"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     res["targets"] = target_lines(res)
@@ -498,6 +514,10 @@ def main(args: BenchArgs, explicit=None) -> dict:
         tables += e2e_tables(res["e2e"], res.get("wan_projection"), mut.label)
     if "readout" in res:
         tables.append(readout_table(res["readout"]))
+    if "oracle" in res:
+        from .bench_oracle import oracle_tables
+
+        tables += oracle_tables(res["oracle"])
     print()
     for tb in tables:
         print(tb.text())

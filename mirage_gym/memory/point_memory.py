@@ -12,7 +12,10 @@ Storage
     recomputed from the positions when a write needs them (cheap, and every
     stored byte stays useful), and the order of the rows *is* the recency
     order, oldest first, so eviction needs no timestamps. ``nbytes`` counts
-    exactly these two tensors: 12 + C * itemsize bytes per point.
+    exactly these two tensors: 12 + C * itemsize bytes per point. A write
+    replaces these tensors and never writes into them, so a reference to them
+    is a snapshot (the voxel keys and block bounds cached beside them are
+    tied to the positions tensor they were computed from).
 
 Dedup: one point per voxel
     Space is cut into cubes of side ``voxel_size`` centred on the lattice
@@ -94,7 +97,8 @@ import torch
 
 from mirage_gym.geometry import backproject, check_intrinsics, check_pose, check_size
 
-from .splat import SplatResult, splat_points
+from . import cull
+from .splat import SplatResult, projection_matrices, splat_points
 
 __all__ = ["MemoryView", "PointMemory"]
 
@@ -306,6 +310,8 @@ class PointMemory:
         self._xyz = torch.zeros(3, 0, dtype=torch.float32, device=self.device)  # (3, N)
         self._features = torch.zeros(0, c, dtype=self.feature_dtype, device=self.device)
         self._num_writes = 0
+        self._bounds = None  # (positions tensor, its cull.block_bounds)
+        self._keys = None  # (positions tensor, the voxel keys of its rows): _stored_keys
 
     # ----------------------------------------------------------- subclass API
 
@@ -341,8 +347,32 @@ class PointMemory:
         self._channels = C
         if self._features.shape[1] != C:  # empty memory learning its channel count
             self._features = self._features.new_zeros(0, C)
-        for t in range(depth.shape[0]):
-            self._write_frame(feats[t], depth[t], K, c2w[t], None if static is None else static[t])
+        # The frames' features are gathered into new storage once per call, not once per frame:
+        # meanwhile the rows are indices into [old features, frame 1's, frame 2's, ...] (_insert).
+        self._parts, self._lo, self._src, self._prefix = [self._features], 0, None, self._features.shape[0]
+        try:
+            for t in range(depth.shape[0]):
+                self._write_frame(feats[t], depth[t], K, c2w[t], None if static is None else static[t])
+        finally:  # a new tensor, never written into: a reference to the old one is a snapshot of the memory
+            self._features = self._gather_features().contiguous()
+            self._parts = self._src = None
+
+    def _gather_features(self) -> torch.Tensor:
+        """The features of the rows after this call's frames (see _insert): the
+        leading rows no frame moved are copied as one block, the rest gathered."""
+        old, lo, src = self._parts[0], self._lo, self._src
+        if src is None:
+            return (old if len(self._parts) == 1 else torch.cat(self._parts))[lo:]
+        p = self._prefix  # rows [0, p) are old rows lo, lo + 1, ... in order
+        out = old.new_empty(src.shape[0], old.shape[1])
+        out[:p] = old[lo:lo + p]
+        tail, rest = src[p:], out[p:]
+        is_old = tail < old.shape[0]
+        at_old, at_new = is_old.nonzero().squeeze(1), (~is_old).nonzero().squeeze(1)
+        rest.index_copy_(0, at_old, old.index_select(0, tail.index_select(0, at_old)))
+        if at_new.shape[0]:
+            rest.index_copy_(0, at_new, torch.cat(self._parts[1:]).index_select(0, tail.index_select(0, at_new) - old.shape[0]))
+        return out
 
     def _write_frame(self, feats, depth, K, c2w, static) -> None:
         """Lift one validated frame (feats (H, W, C), depth (H, W)) and merge it."""
@@ -365,9 +395,21 @@ class PointMemory:
 
     def _own_view(self, shape, K, c2w) -> tuple[torch.Tensor, torch.Tensor]:
         """The memory seen from the frame's own camera: coverage and front depth, (H, W) each."""
-        seen = splat_points(self._xyz.T, self._features[:, :0], K, c2w, *shape, near=self.near,
-                            depth_tolerance=self.depth_tolerance, min_weight=self.min_weight)
+        seen = self._splat(self._xyz.new_empty(self.num_tokens, 0), K, c2w, *shape)  # (mid-write: only the rows count)
         return seen.mask[0], seen.depth[0]
+
+    def _splat(self, features, K, c2w, height: int, width: int) -> SplatResult:
+        """splat_points of the stored points with ``features`` (rows of the
+        storage), looking only at the blocks in view (``cull``: the same bits)."""
+        xyz = self._xyz
+        if xyz.shape[1] >= cull.MIN_ROWS:
+            bounds = self._block_bounds()
+            P = projection_matrices(check_intrinsics(K).to(xyz.device), check_pose(c2w).to(xyz.device).reshape(-1, 4, 4))
+            rows = cull.rows_in_view(bounds, P, xyz.shape[1], height, width, self.near)
+            if rows is not None:
+                xyz, features = xyz.index_select(1, rows), features.index_select(0, rows)
+        return splat_points(xyz.T, features, K, c2w, height, width, near=self.near,
+                            depth_tolerance=self.depth_tolerance, min_weight=self.min_weight)
 
     @staticmethod
     def _aligned(depth, valid, mask, front) -> torch.Tensor:
@@ -396,8 +438,19 @@ class PointMemory:
         return self._pack(torch.where(in_range, g, 0.0)), in_range
 
     def _stored_keys(self) -> torch.Tensor:
-        """Keys of the stored points (always in range: checked when written)."""
-        return self._pack(torch.floor(self._xyz / self._voxel_size + 0.5))
+        """Keys of the stored points, row for row (always in range: checked when
+        written); kept with the storage, so a write does not recompute all N.
+        Cached with the positions tensor they belong to: storage put back by
+        any other path (a snapshot, a rollback) gets its keys recomputed."""
+        if self._keys is None or self._keys[0] is not self._xyz:
+            self._keys = (self._xyz, self._pack(torch.floor(self._xyz / self._voxel_size + 0.5)))
+        return self._keys[1]
+
+    def _block_bounds(self) -> torch.Tensor:
+        """cull.block_bounds of the stored positions, cached with the positions tensor (as the keys)."""
+        if self._bounds is None or self._bounds[0] is not self._xyz:
+            self._bounds = (self._xyz, cull.block_bounds(self._xyz))
+        return self._bounds[1]
 
     @staticmethod
     def _pack(g: torch.Tensor) -> torch.Tensor:
@@ -425,39 +478,65 @@ class PointMemory:
         order = torch.argsort(z.index_select(0, winners), descending=True, stable=True)  # key-order positions
 
         # Across writes: an occupied voxel keeps its point ("oldest") or takes the new one ("newest");
-        # either way it becomes the most recently written.
-        keep = None
-        if self.num_tokens:
+        # either way it becomes the most recently written. Stored rows that can share a voxel with
+        # this write lie in the blocks near it (cull.rows_near); only those are searched, and rows
+        # before the first one hit stay where they are (a write costs what it touches).
+        n = self.num_tokens
+        first, moved = n, None  # storage: rows [:first] in place, then rows `moved`, then the new ones
+        if n:
             old_keys = self._stored_keys()
-            at = torch.searchsorted(new_keys, old_keys).clamp_(max=new_keys.shape[0] - 1)
-            hit = new_keys.index_select(0, at) == old_keys  # (N,) stored voxel rewritten by this write
-            if self.update == "newest":
-                keep = (~hit).nonzero().squeeze(1)
-            else:
-                rewritten = hit.nonzero().squeeze(1)
-                if rewritten.shape[0]:
+            rows = None
+            if n >= cull.MIN_ROWS:
+                rows = cull.rows_near(self._block_bounds(), points.amin(0), points.amax(0), 2.0 * self._voxel_size, n)
+            cand = old_keys if rows is None else old_keys.index_select(0, rows)
+            at = torch.searchsorted(new_keys, cand).clamp_(max=new_keys.shape[0] - 1)
+            hit = (new_keys.index_select(0, at) == cand).nonzero().squeeze(1)  # positions in cand of the rewritten rows
+            hit_rows = hit if rows is None else rows.index_select(0, hit)  # ascending
+            if hit_rows.shape[0]:
+                first = int(hit_rows[0])
+                untouched = torch.ones(n - first, dtype=torch.bool, device=hit_rows.device)
+                untouched.index_fill_(0, hit_rows - first, False)
+                untouched = untouched.nonzero().squeeze(1) + first  # rows after the first hit that this write leaves alone
+                if self.update == "newest":
+                    moved = untouched  # the hit rows are replaced by the new points
+                else:
                     fresh = torch.ones(new_keys.shape[0], dtype=torch.bool, device=new_keys.device)
-                    fresh.index_fill_(0, at.index_select(0, rewritten), False)  # voxels of this write already stored
+                    fresh.index_fill_(0, at.index_select(0, hit), False)  # voxels of this write already stored
                     order = order.masked_select(fresh.index_select(0, order))
-                    keep = torch.cat([(~hit).nonzero().squeeze(1), rewritten])  # untouched first, then the refreshed ones
+                    moved = torch.cat([untouched, hit_rows])  # untouched first, then the refreshed ones
         farthest_first = winners.index_select(0, order)
         new_pos, new_feat = points.index_select(0, farthest_first), feats.index_select(0, farthest_first)
-        if not self.num_tokens:
-            xyz, features = new_pos.T, new_feat
-        elif keep is None:  # nothing rewritten: append
-            xyz, features = torch.cat([self._xyz, new_pos.T], dim=1), torch.cat([self._features, new_feat])
-        else:  # gather the kept rows straight into the new storage (one copy, not two)
-            n = keep.shape[0]
+        written_keys = new_keys.index_select(0, order)
+        if not n:
+            xyz, stored_keys = new_pos.T, written_keys
+        elif moved is None:  # nothing rewritten: append
+            xyz = torch.cat([self._xyz, new_pos.T], dim=1)
+            stored_keys = torch.cat([self._stored_keys(), written_keys])
+        else:
             # positions: gather into a contiguous block, then append (index_select
             # into the strided slice xyz[:, :n] of a (3, N') block is ~10x slower)
-            xyz = torch.cat([self._xyz.index_select(1, keep), new_pos.T], dim=1)  # (3, N')
-            features = self._features.new_empty(n + new_feat.shape[0], new_feat.shape[1])
-            torch.index_select(self._features, 0, keep, out=features[:n])
-            features[n:] = new_feat
+            xyz = torch.cat([self._xyz[:, :first], self._xyz.index_select(1, moved), new_pos.T], dim=1)  # (3, N')
+            stored_keys = torch.cat([old_keys[:first], old_keys.index_select(0, moved), written_keys])
+        # Features (gathered by _write at the end of the call): row i is source row src[i] of
+        # cat(self._parts); src None means the rows are source rows lo, lo + 1, ... in order;
+        # either way the first `_prefix` rows are old rows lo, lo + 1, ... (no frame moved them).
+        total = sum(p.shape[0] for p in self._parts)
+        if moved is not None:
+            self._prefix = min(self._prefix, first)
+            src = torch.arange(self._lo, total, device=self.device) if self._src is None else self._src
+            self._src = torch.cat([src[:first], src.index_select(0, moved), torch.arange(total, total + new_feat.shape[0], device=self.device)])
+        elif self._src is not None:
+            self._src = torch.cat([self._src, torch.arange(total, total + new_feat.shape[0], device=self.device)])
+        self._parts.append(new_feat)
         if self._capacity is not None and xyz.shape[1] > self._capacity:
             xyz = xyz[:, -self._capacity:]  # least recently written go first
-            features = features[-self._capacity:]
-        self._xyz, self._features = xyz.contiguous(), features.contiguous()
+            stored_keys = stored_keys[-self._capacity:]
+            drop = total + new_feat.shape[0] - self._lo - self._capacity if self._src is None else self._src.shape[0] - self._capacity
+            self._lo, self._prefix = self._lo + drop, max(0, self._prefix - drop)
+            if self._src is not None:
+                self._src = self._src[drop:]
+        self._xyz = xyz.contiguous()  # a new tensor, never written into
+        self._keys = (self._xyz, stored_keys.contiguous())
 
     # ------------------------------------------------------------------- read
 
@@ -471,8 +550,7 @@ class PointMemory:
             raise ValueError("the memory does not know its channel count yet: write a frame first, "
                              "or construct it with channels=C")
         batched = c2w.ndim == 3
-        result = splat_points(self._xyz.T, self._features, K.to(self.device), c2w.to(self.device), h, w,
-                       near=self.near, depth_tolerance=self.depth_tolerance, min_weight=self.min_weight)
+        result = self._splat(self._features, K.to(self.device), c2w.to(self.device), h, w)
         return self._make_view(result, batched)
 
     # -------------------------------------------------------------- snapshots

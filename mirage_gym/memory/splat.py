@@ -66,7 +66,7 @@ import torch
 
 from mirage_gym.geometry import check_intrinsics, check_pose, check_size, invert_pose
 
-__all__ = ["SplatResult", "splat_points"]
+__all__ = ["SplatResult", "projection_matrices", "splat_points"]
 
 # A contribution at least this strong can define a cell's front surface (pass 1).
 # Estimated depth puts one surface seen from two poses at depths 20-50% apart;
@@ -150,8 +150,7 @@ def splat_points(
         raise ValueError(f"points must be (N, 3), got shape {tuple(points.shape)}")
     if features.ndim != 2 or features.shape[0] != points.shape[0]:
         raise ValueError(f"features must be (N, C) with N = {points.shape[0]}, got shape {tuple(features.shape)}")
-    # One 3x4 matrix per pose maps a world point straight to (u*z, v*z, z).
-    P = K @ invert_pose(c2w)[:, :3, :]  # (B, 3, 4)
+    P = projection_matrices(K, c2w)
     args = (h, w, float(near), float(depth_tolerance), float(min_weight))
     if P.shape[0] > 1 and points.device.type == "cpu":
         # On CPU, one pose at a time is about twice as fast as the flat batched
@@ -161,6 +160,11 @@ def splat_points(
         return SplatResult(features=torch.cat([r.features for r in parts]), mask=torch.cat([r.mask for r in parts]),
                            depth=torch.cat([r.depth for r in parts]))
     return _splat(points, features, P, *args)
+
+
+def projection_matrices(K: torch.Tensor, c2w: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 4) K [R | t] per validated pose (B, 4, 4): maps a world point straight to (u*z, v*z, z)."""
+    return K @ invert_pose(c2w)[:, :3, :]
 
 
 def _nearest_surface(slot: torch.Tensor, offer: torch.Tensor, cells: int, near: float) -> torch.Tensor:

@@ -46,6 +46,10 @@ class SegmentRequest:
     #: one generator per episode: episode b's noise comes only from generators[b], so
     #: a batched step equals B single steps and a snapshot restores the exact stream
     generators: Sequence[torch.Generator] | None = None
+    #: (K, h, w) of the env's ground-truth coverage view: a model that renders
+    #: the scene anyway (the oracle) returns that view of each episode's last
+    #: frame in ``Segment.geometry``, traced in the same pass; others ignore it
+    geometry_view: tuple | None = None
 
     @property
     def batch_size(self) -> int:
@@ -69,6 +73,8 @@ class Segment:
     #: (B, K, H, W, 3) uint8 numpy: the frames as images, when the model has them
     #: exactly (the oracle's renders); the env then skips converting ``frames`` back
     rgb: np.ndarray | None = None
+    #: (depth (B, h, w) float32, static (B, h, w) bool) numpy: ``request.geometry_view``, if the model rendered it
+    geometry: tuple | None = None
 
     def with_frames(self, frames: torch.Tensor) -> "Segment":
         return replace(self, frames=frames, rgb=None)

@@ -33,6 +33,7 @@ from .raycast import (
 )
 
 HELD_OUT_SEED_START = 1_000_000
+_ROOMS: dict = {}  # ProceduralRoom.cached: (seed, goal_objects) -> room, least recently used first
 
 __all__ = ["HELD_OUT_SEED_START", "MovingObject", "NoSpaceForGoals", "ObjectGoalLayout", "ProceduralRoom", "SceneObject",
            "WallFixture"]
@@ -71,6 +72,23 @@ class ProceduralRoom:
 
     has_ground_truth = True
     eye_height = 1.5
+    CACHE_SIZE = 16  # rooms kept by :meth:`cached`
+
+    @classmethod
+    def cached(cls, seed: int, goal_objects: int = 0) -> "ProceduralRoom":
+        """The room of ``seed`` built once per process (the last CACHE_SIZE
+        used are kept): a room is a pure function of its seed, and building
+        one costs 20-120 ms, so an env that returns to a seed (a list of
+        training rooms, sub-envs sharing seeds, set_state) reuses it. Raises
+        NoSpaceForGoals as the constructor does (not cached)."""
+        key = (int(seed), int(goal_objects))
+        room = _ROOMS.pop(key, None)
+        if room is None:
+            room = cls(seed, goal_objects=goal_objects)
+        _ROOMS[key] = room  # most recently used last
+        while len(_ROOMS) > cls.CACHE_SIZE:
+            _ROOMS.pop(next(iter(_ROOMS)))
+        return room
 
     def __init__(self, seed: int, fov_deg: float = 90.0, goal_objects: int = 0):
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -107,7 +125,7 @@ class ProceduralRoom:
             self._mover_sids = [s for s, k in zip(self._mover_sids, keep) if k]
         self._ray_cache: dict = {}
         self._time_cache: tuple | None = None
-        self._last_K: np.ndarray | None = None
+        self._known_K: dict = {}  # K bytes -> validated K (_check_K)
 
     def __reduce__(self):
         """Pickle as (seed, fov, goal objects): the room is a pure function of them."""
@@ -488,9 +506,25 @@ class ProceduralRoom:
             rays = self._ray_cache[key] = Rays.from_intrinsics(K, height, width)
         return rays
 
-    def _render_core(self, c2w: np.ndarray, K: np.ndarray, height: int, width: int, t: float, rgb: bool = True):
-        """c2w (B, 4, 4) float32 -> rgb (B, H, W, 3) (None without ``rgb``), depth (B, H, W), static (B, H, W)."""
-        rays = self._rays(K, height, width)
+    def _joined_rays(self, K: np.ndarray, height: int, width: int, geometry) -> Rays:
+        """The rays of the image followed by those of a ``geometry`` view (K, h, w), cached."""
+        Kg, hg, wg = geometry
+        key = (K.tobytes(), height, width, Kg.tobytes(), hg, wg)
+        rays = self._ray_cache.get(key)
+        if rays is None:
+            rays = self._ray_cache[key] = Rays.joined(self._rays(K, height, width), self._rays(Kg, hg, wg))
+        return rays
+
+    def _render_core(self, c2w: np.ndarray, K: np.ndarray, height: int, width: int, t: float, rgb: bool = True,
+                     geometry=None):
+        """c2w (B, 4, 4) float32 -> rgb (B, H, W, 3) (None without ``rgb``), depth (B, H, W), static (B, H, W);
+        with ``geometry`` (K, h, w) also the depth and static of that view, traced in the same pass."""
+        if geometry is not None:  # one trace for both ray sets: per ray the same bits as two renders
+            image_rays = self._rays(K, height, width)
+            rays = self._joined_rays(K, height, width, geometry)
+            n = height * width
+        else:
+            image_rays = rays = self._rays(K, height, width)
         B = c2w.shape[0]
         R = np.ascontiguousarray(c2w[:, :3, :3], dtype=np.float32)
         o = np.ascontiguousarray(c2w[:, :3, 3], dtype=np.float32)
@@ -503,13 +537,19 @@ class ProceduralRoom:
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             vis = visible_mask(prims, o, R, rays.planes)
             win = trace(prims, self._room_planes, o, d, rays.norm2, vis)
+            extra = ()
+            if geometry is not None:
+                _, hg, wg = geometry
+                gd, gs = depth_static(win[:, n:], o, d[:, :, n:], surf, self._decals, self._sky_sid)
+                extra = (gd.reshape(B, hg, wg), gs.reshape(B, hg, wg))
+                win, d = win[:, :n], d[:, :, :n]
             if not rgb:  # geometry only: no texturing or lighting
                 depth, static = depth_static(win, o, d, surf, self._decals, self._sky_sid)
-                return None, depth.reshape(B, height, width), static.reshape(B, height, width)
-            colour, depth, static = shade(win, o, d, rays, surf, self._atlas, self._decals, self._lighting,
+                return (None, depth.reshape(B, height, width), static.reshape(B, height, width)) + extra
+            colour, depth, static = shade(win, o, d, image_rays, surf, self._atlas, self._decals, self._lighting,
                                           self._sky_sid, self._sky_lut)
         return (np.ascontiguousarray(colour).reshape(B, height, width, 3), depth.reshape(B, height, width),
-                static.reshape(B, height, width))
+                static.reshape(B, height, width)) + extra
 
     @staticmethod
     def _check_time(t) -> float:
@@ -520,12 +560,16 @@ class ProceduralRoom:
 
     def _check_K(self, K) -> np.ndarray:
         """K as float64 numpy (3, 3); validated by geometry.check_intrinsics the
-        first time each distinct K is seen."""
+        first time each distinct K is seen (the last few are remembered)."""
         Kn = np.asarray(K.detach().cpu().numpy() if isinstance(K, torch.Tensor) else K, dtype=np.float64)
-        if self._last_K is not None and Kn.shape == (3, 3) and np.array_equal(Kn, self._last_K):
-            return self._last_K
+        key = Kn.tobytes() if Kn.shape == (3, 3) else None
+        known = self._known_K.get(key)
+        if known is not None:
+            return known
         Kn = check_intrinsics(Kn).numpy().astype(np.float64)
-        self._last_K = Kn
+        if len(self._known_K) >= 8:
+            self._known_K.clear()
+        self._known_K[key] = Kn
         return Kn
 
     @staticmethod
@@ -543,7 +587,7 @@ class ProceduralRoom:
         arr = arr.astype(np.float32, copy=False)
         return arr if batched else arr[None]
 
-    def render(self, c2w, K, height: int, width: int, t: float = 0.0, supersample: int = 1) -> dict:
+    def render(self, c2w, K, height: int, width: int, t: float = 0.0, supersample: int = 1, geometry=None) -> dict:
         """Render one view.
 
         Args:
@@ -552,12 +596,25 @@ class ProceduralRoom:
             t: time in seconds (moves the movers).
             supersample: s > 1 averages s x s rays per pixel for ``rgb`` (slower,
                 off by default); depth and static always come from the pixel centre.
+            geometry: optional (K, h, w) of a second, geometry-only view from the
+                same pose, traced in the same pass (the env's coverage view):
+                the values of ``render_batch(..., rgb=False)`` at less cost.
 
         Returns:
             dict with ``rgb`` uint8 (H, W, 3), ``depth`` float32 (H, W) z-depth in
-            metres (inf on sky), ``static`` bool (H, W) (False on sky and movers).
+            metres (inf on sky), ``static`` bool (H, W) (False on sky and movers);
+            with ``geometry`` also ``geometry_depth`` and ``geometry_static`` (h, w).
         """
         poses = self._check_poses(c2w, batched=False)
+        if geometry is not None:
+            Kg, hg, wg = geometry
+            if supersample != 1:
+                raise ValueError("render(geometry=...) traces both views in one pass at supersample=1; "
+                                 "render the geometry view with render_batch(..., rgb=False) instead")
+            Kg, (hg, wg) = self._check_K(Kg), check_size(hg, wg)
+            rgb, depth, static, gd, gs = self._render_core(poses, self._check_K(K), *check_size(height, width),
+                                                           self._check_time(t), geometry=(Kg, hg, wg))
+            return {"rgb": rgb[0], "depth": depth[0], "static": static[0], "geometry_depth": gd[0], "geometry_static": gs[0]}
         out = self._render(poses, K, height, width, np.array([self._check_time(t)]), supersample)
         return {k: v[0] for k, v in out.items()}
 

@@ -267,6 +267,7 @@ class Rays:
     norm2: np.ndarray  # (N,) float32: |dcam|^2
     fx: float
     planes: np.ndarray  # (5, 3) inward unit normals of the frustum planes (camera frame)
+    extent: tuple = ()  # (x left, x right, y top, y bottom) of the frustum at z = 1, slack included
 
     @staticmethod
     def from_intrinsics(K: np.ndarray, height: int, width: int) -> "Rays":
@@ -282,9 +283,23 @@ class Rays:
         # Frustum through the image borders, with a pixel of slack.
         xl, xr = x.min() - 1.5 / fx, x.max() + 1.5 / fx
         yt, yb = y.min() - 1.5 / fy, y.max() + 1.5 / fy
-        planes = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, xr], [1.0, 0.0, -xl], [0.0, -1.0, yb], [0.0, 1.0, -yt]])
-        planes /= np.linalg.norm(planes, axis=1, keepdims=True)
-        return Rays(dcam, np.sqrt(n2).astype(np.float32), n2.astype(np.float32), fx, planes.astype(np.float32))
+        return Rays(dcam, np.sqrt(n2).astype(np.float32), n2.astype(np.float32), fx, _frustum_planes(xl, xr, yt, yb),
+                    (xl, xr, yt, yb))
+
+    @staticmethod
+    def joined(a: "Rays", b: "Rays") -> "Rays":
+        """The rays of ``a`` then those of ``b`` (same camera), in a frustum holding both; ``fx`` is a's."""
+        xl, xr, yt, yb = (min(a.extent[0], b.extent[0]), max(a.extent[1], b.extent[1]),
+                          min(a.extent[2], b.extent[2]), max(a.extent[3], b.extent[3]))
+        return Rays(np.concatenate([a.dcam, b.dcam], 1), np.concatenate([a.norm, b.norm]), np.concatenate([a.norm2, b.norm2]),
+                    a.fx, _frustum_planes(xl, xr, yt, yb), (xl, xr, yt, yb))
+
+
+def _frustum_planes(xl: float, xr: float, yt: float, yb: float) -> np.ndarray:
+    """(5, 3) float32 inward unit normals of the frustum x in [xl, xr], y in [yt, yb] (camera frame, z = 1)."""
+    planes = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, xr], [1.0, 0.0, -xl], [0.0, -1.0, yb], [0.0, 1.0, -yt]])
+    planes /= np.linalg.norm(planes, axis=1, keepdims=True)
+    return planes.astype(np.float32)
 
 
 def visible_mask(prims: Primitives, origins: np.ndarray, rotations: np.ndarray, planes: np.ndarray) -> np.ndarray:
