@@ -25,3 +25,15 @@ def test_top_level_help_lists_every_command():
 @pytest.mark.parametrize("stage", ["vae", "geometry", "denoiser", "export"])
 def test_train_stages_parse(stage):
     assert "--" in help_of(["train", stage, "--help"])
+
+
+def test_reports_print_the_command_line_that_reproduces_them():
+    """eval (suite and revisit) and bench share one rule (eval.commandline): flags that differ
+    from what the command runs without them, the --quick preset counted as given."""
+    from mirage_gym.eval import consistency, suite
+
+    args = suite.apply_quick(suite.SuiteArgs(quick=True, explore_steps=30), {"explore_steps"})
+    assert suite.command_line(args) == "mirage-gym eval --quick --explore-steps 30"
+    assert suite.command_line(suite.SuiteArgs(loops=suite.SUITE_LOOPS, strips=False)) == "mirage-gym eval --no-strips"
+    revisit = consistency.apply_quick(consistency.EvalArgs(quick=True), set())
+    assert consistency._eval_command_line(revisit) == "mirage-gym eval --mode revisit --quick"

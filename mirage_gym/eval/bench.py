@@ -17,7 +17,6 @@ table says so. See the section modules (``bench_cache``,
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import os
 import time
@@ -28,6 +27,7 @@ import torch
 
 from ..models.oracle import PixelUnshuffleCodec
 from ..scenes import ProceduralRoom
+from . import commandline
 from .bench_setup import embedded_world_model, machine_info
 from .report import Table, fmt, kib, plot_bars, plot_lines, ratio, write_json
 from .trajectories import room_tour, simulate
@@ -83,41 +83,12 @@ QUICK = dict(tour_steps=120, flat_from=40, validate_steps=40, wan_size=64, wan_f
              oracle_vector_steps=5, oracle_repeats=2, oracle_memory_segments=1)
 
 
-def apply_quick(args, explicit=None, quick: dict | None = None):
-    """--quick: the QUICK preset for every field not set explicitly (``explicit``:
-    the names given on the command line; None: those left at the full-run default).
-    Shared by bench and eval: pass the args dataclass and its QUICK preset."""
-    if not args.quick:
-        return args
-    defaults = type(args)()
-    for name, value in (QUICK if quick is None else quick).items():
-        given = name in explicit if explicit is not None else getattr(args, name) != getattr(defaults, name)
-        if not given:
-            setattr(args, name, value)
-    return args
+def apply_quick(args: BenchArgs, explicit=None) -> BenchArgs:
+    return commandline.apply_quick(args, explicit, QUICK)
 
 
 def command_line(args: BenchArgs, prog: str = "mirage-gym bench") -> str:
-    parts, defaults = [prog], BenchArgs()
-    for f in dataclasses.fields(BenchArgs):
-        v, d = getattr(args, f.name), getattr(defaults, f.name)
-        if f.name in QUICK and args.quick and v == QUICK[f.name]:
-            continue
-        if f.name in QUICK and args.quick and v == d:  # set back to the full value explicitly
-            parts.append(_flag(f.name, v))
-            continue
-        if v != d:
-            parts.append(_flag(f.name, v))
-    return " ".join(parts)
-
-
-def _flag(name: str, v) -> str:
-    flag = "--" + name.replace("_", "-")
-    if isinstance(v, bool):
-        return flag if v else "--no-" + name.replace("_", "-")
-    if isinstance(v, list):
-        return flag + " " + " ".join(str(x) for x in v)
-    return f"{flag} {v}"
+    return commandline.command_line(prog, args, QUICK)
 
 
 # ---------------------------------------------------------------------- tables

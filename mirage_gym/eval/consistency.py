@@ -75,8 +75,8 @@ QUICK = dict(seeds=[HELD_OUT_SEED_START + 1], loops=2, turn_steps=6, walk_steps=
 
 
 def apply_quick(args: EvalArgs, explicit=None) -> EvalArgs:
-    """--quick: the QUICK preset for every field not set explicitly (see bench.apply_quick)."""
-    from .bench import apply_quick as apply_preset
+    """--quick: the QUICK preset for every field not set explicitly."""
+    from .commandline import apply_quick as apply_preset
 
     return apply_preset(args, explicit, QUICK)
 
@@ -318,13 +318,6 @@ def main(args: EvalArgs, explicit=None, prog: str = "mirage-gym eval --mode revi
 
 
 def _eval_command_line(args: EvalArgs, prog: str = "mirage-gym eval --mode revisit") -> str:
-    from .bench import _flag
+    from .commandline import command_line
 
-    parts, defaults = [prog], EvalArgs()
-    for name in asdict(args):
-        v, d = getattr(args, name), getattr(defaults, name)
-        if name in QUICK and args.quick and v == QUICK[name]:
-            continue
-        if v != d or (name in QUICK and args.quick):
-            parts.append(_flag(name, v))
-    return " ".join(parts)
+    return command_line(prog, args, QUICK)

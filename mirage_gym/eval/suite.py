@@ -56,6 +56,7 @@ import torch
 
 from ..envs.actions import Action, AgentState, action_to_motion
 from ..scenes import HELD_OUT_SEED_START, ProceduralRoom
+from . import commandline
 from .consistency import PSNR_CAP, revisit_mask
 from .metrics import SCORE_NAMES, frame_scores
 from .report import Table, fmt, write_json
@@ -107,9 +108,7 @@ SUITE_LOOPS, REVISIT_LOOPS = 1, 3
 
 
 def apply_quick(args: SuiteArgs, explicit=None) -> SuiteArgs:
-    from .bench import apply_quick as apply_preset
-
-    return apply_preset(args, explicit, QUICK)
+    return commandline.apply_quick(args, explicit, QUICK)
 
 
 # ------------------------------------------------------------------ planning
@@ -458,20 +457,7 @@ def write_curves(path: Path, runs: list[Run], scores: dict, sources: list[str], 
 
 
 def command_line(args: SuiteArgs) -> str:
-    from .bench import _flag
-
-    parts, defaults = ["mirage-gym eval"], SuiteArgs()
-    for f in fields(SuiteArgs):
-        v, d = getattr(args, f.name), getattr(defaults, f.name)
-        if f.name in QUICK and args.quick:
-            if v != QUICK[f.name]:
-                parts.append(_flag(f.name, v))
-            continue
-        if f.name == "loops" and v == SUITE_LOOPS and d == 0:
-            continue
-        if v != d:
-            parts.append(_flag(f.name, v))
-    return " ".join(parts)
+    return commandline.command_line("mirage-gym eval", args, QUICK, implied={"loops": SUITE_LOOPS})
 
 
 def code_commit() -> str | None:
