@@ -344,14 +344,20 @@ CONTENT_VARIANTS = {
 }
 
 
+def _changed_copy(tiny_folder: Path, tmp_path: Path, change) -> Path:
+    """A copy of the tiny weights folder with ``change`` applied to it."""
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_folder, folder)
+    change(folder)
+    return folder
+
+
 @pytest.mark.parametrize("variant", sorted(CONTENT_VARIANTS))
 def test_weights_folder_is_checked_by_content_not_by_suffix(tiny_folder, tmp_path, variant, guard):
     import gymnasium as gym
 
-    folder = tmp_path / "weights"
-    shutil.copytree(tiny_folder, folder)
     plant, pattern = CONTENT_VARIANTS[variant]
-    plant(folder)
+    folder = _changed_copy(tiny_folder, tmp_path, plant)
     with pytest.raises(ValueError, match=r"refusing to load .*" + pattern + r".*safetensors only"):
         gym.make("MirageRoom-v0", world_model=str(folder))
 
@@ -388,10 +394,8 @@ BROKEN_FOLDERS = {
 
 @pytest.mark.parametrize("variant", sorted(BROKEN_FOLDERS))
 def test_broken_weights_folder_gives_a_clear_error(tiny_folder, tmp_path, variant, guard):
-    folder = tmp_path / "weights"
-    shutil.copytree(tiny_folder, folder)
     change, pattern = BROKEN_FOLDERS[variant]
-    change(folder)
+    folder = _changed_copy(tiny_folder, tmp_path, change)
     with pytest.raises(ValueError, match=pattern):
         load_world_model(str(folder), image_size=(64, 64))
 
