@@ -1,6 +1,6 @@
 """The transfer score: is a world model worth training a policy in?
 
-    mirage-gym score                     # the default protocol (below); about 50-60 min on one CPU core
+    mirage-gym score                     # the default protocol (below); about 45 min on one CPU core
     mirage-gym score --quick             # smoke size: a minute
     mirage-gym score --model path/to/weights --worlds tiny oracle   # score other weights of the learned model
 
@@ -60,7 +60,7 @@ class ScoreArgs:
     worlds: list = field(default_factory=lambda: ["tiny", "tiny-none", "oracle"])  # worlds to train in (tiny, tiny-none, tiny-rgb, oracle)
     model: str = ""  # weights of the learned world (a path for world_model); "" = the shipped tiny model
     train_steps: int = 12_288  # env steps of PPO training per world and seed
-    seeds: int = 3  # training seeds per world (the intervals of PPO rows are over these)
+    seeds: int = 2  # training seeds per world (the intervals of PPO rows are over these)
     eval_episodes: int = 100  # held-out episodes, the same for every policy
     num_envs: int = 16  # episodes batched per training vector env (one world-model call per step)
     n_steps: int = 32  # PPO rollout length per env (num_envs x n_steps transitions per update)
