@@ -28,13 +28,13 @@ def command_line(prog: str, args, quick: dict, implied: dict | None = None) -> s
     """``prog`` and the flags that differ from what it runs without them: the
     full-run defaults, or with ``--quick`` the preset (``implied``: fields
     whose default stands for this value, e.g. a 0 meaning "the mode's own")."""
-    parts, defaults = [prog], type(args)()
+    parts, defaults, implied = [prog], type(args)(), implied or {}
     for f in dataclasses.fields(args):
         v, d = getattr(args, f.name), getattr(defaults, f.name)
         if args.quick and f.name in quick:
             if v != quick[f.name]:
                 parts.append(flag(f.name, v))
-        elif v != d and not (implied and f.name in implied and v == implied[f.name]):
+        elif v != d and v != implied.get(f.name, d):
             parts.append(flag(f.name, v))
     return " ".join(parts)
 
