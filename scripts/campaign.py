@@ -38,11 +38,16 @@ FIGURES = [
 
 
 def training_seconds(denoiser_dir: Path) -> float:
-    """Seconds of denoiser training behind a checkpoint, following ``init_from`` back to a weights folder."""
+    """Seconds of denoiser training behind a checkpoint, following ``init_from``
+    back through checkpoints and weights folders (whose records carry their own history)."""
     total, folder = 0.0, denoiser_dir
     for _ in range(20):
         if (folder / "world_model.json").is_file():
-            return total + json.loads((folder / "world_model.json").read_text())["training"]["denoiser"]["train_time_s"]
+            record = json.loads((folder / "world_model.json").read_text())["training"]["denoiser"]
+            while record:  # a weights folder's record and the runs it started from
+                total += record.get("train_time_s", 0.0)
+                record = record.get("init_from", {})
+            return total
         total += json.loads((folder / "state.json").read_text()).get("elapsed_s", 0.0)
         init = json.loads((folder / "args.json").read_text()).get("init_from", "") if (folder / "args.json").is_file() else ""
         if not init:

@@ -71,7 +71,7 @@ def hole_tokens(env, first: np.ndarray, pinned_cells: torch.Tensor, pinned: torc
     c2w = ep.agent.c2w()[None]
     plucker = plucker_rays(sim.K_latent, relative_pose(c2w, c2w), h, w)
     noise = torch.randn(tokens.shape, generator=torch.Generator().manual_seed(0))
-    fillings = {"zeros": torch.zeros_like(tokens), "generated": wm.sampler(tokens, view.latent, view.mask, plucker, noise),
+    fillings = {"zeros": torch.zeros_like(tokens), "generated": wm.sampler(tokens, view.latent, view.mask, plucker, noise, observed=view.observed),
                 "grey-encoded": wm.encode(grey), "true": tokens}
     scores = {name: psnr(to_uint8(wm.decode(torch.where(pinned_cells[None, None], tokens, fill))), first, mask=pinned)[0]
               for name, fill in fillings.items()}

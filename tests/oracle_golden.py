@@ -7,7 +7,9 @@ complete ``get_state`` snapshot. ``python tests/oracle_golden.py`` writes them
 to ``tests/data/oracle_golden.json`` (done once, on the code before the speed
 work: main at 3495c3f); ``test_oracle_golden.py`` recomputes and compares them.
 A change meant to alter these outputs (a new snapshot format, say) regenerates
-the file on the code before the change, then checks the change against it.
+the file on the code before the change, then checks the change against it
+(re-recorded on the provenance column of memory points: only
+``info["memory_bytes"]`` and the snapshots changed, +1 feature column per point).
 """
 
 from __future__ import annotations

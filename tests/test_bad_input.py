@@ -651,7 +651,8 @@ CASES = [
          lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {**m, "positions": m["positions"] * np.inf})),
          ValueError, r"positions contain NaN or inf.*pass the unmodified dict"),
     case("state-more-tokens-than-capacity", "env", lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {
-        **m, "positions": m["positions"][:1].repeat(60_001, 1), "features": m["features"][:1].repeat(60_001, 1)})), ValueError,
+        **m, "positions": m["positions"][:1].repeat(60_001, 1), "features": m["features"][:1].repeat(60_001, 1),
+        "observed": m["observed"][:1].repeat(60_001)})), ValueError,
          r"holds 60001 points, more than its capacity 60000"),
     case("state-negative-num_writes", "env", lambda env: env.unwrapped.set_state(own_state(env, memory=lambda m: {**m, "num_writes": -3})),
          ValueError, r"num_writes must be an integer >= 0, got -3"),

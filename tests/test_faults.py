@@ -241,12 +241,14 @@ def test_memory_writes_never_change_the_storage_a_checkpoint_holds(update):
     for step in range(6):  # overlapping views (rewrites, moves to the end) and eviction at capacity
         checkpoint = mem.checkpoint()
         copies = [t.clone() if isinstance(t, torch.Tensor) else t for t in checkpoint]
+        before = (mem.positions.clone(), mem.features.clone(), mem.observed.clone(), mem.num_writes)
         yaw[:3, :3] = torch.tensor([[math.cos(step * 0.3), 0, math.sin(step * 0.3)], [0, 1, 0],
                                     [-math.sin(step * 0.3), 0, math.cos(step * 0.3)]])
-        mem.write(torch.randn(8, 8, 8, generator=g), 1.0 + torch.rand(8, 8, generator=g), K, yaw)
+        mem.write(torch.randn(8, 8, 8, generator=g), 1.0 + torch.rand(8, 8, generator=g), K, yaw, observed=step % 2 == 0)
         for held, copy in zip(checkpoint, copies):
             assert (torch.equal(held, copy) if isinstance(held, torch.Tensor) else held == copy), "a write changed stored tensors in place"
         written = mem.checkpoint()
         mem.rollback(checkpoint)  # back to before the write, exactly
-        assert torch.equal(mem.positions, copies[0].T) and torch.equal(mem.features, copies[1]) and mem.num_writes == copies[2]
+        after = (mem.positions, mem.features, mem.observed, mem.num_writes)
+        assert all(torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b for a, b in zip(after, before))
         mem.rollback(written)  # and forward again, to keep writing

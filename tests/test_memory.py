@@ -259,7 +259,7 @@ def test_rewriting_the_same_view_does_not_grow():
     for _ in range(100):
         mem.write(lat, depth, K16, pose())
     assert mem.num_tokens == n and mem.nbytes == nbytes and mem.num_writes == 101
-    assert nbytes == n * (3 * 4 + 4 * 2)  # float32 xyz + float16 latent, nothing else
+    assert nbytes == n * (3 * 4 + (4 + 1) * 2)  # float32 xyz + float16 latent and provenance, nothing else
 
 
 def test_oldest_keeps_a_voxels_first_observation():
@@ -405,6 +405,34 @@ def test_state_dict_round_trip_is_exact(tmp_path):
     assert_same_state(state2, before)
 
 
+def test_reads_return_the_observed_share_of_each_cell_and_snapshots_keep_it():
+    """Points written from a real image (observed=True) and from generated
+    frames are told apart at a read, cell by cell, for both memories; a
+    snapshot carries the flags, and one written before they existed loads
+    with every point counted as generated."""
+    for mem, frame in ((LatentSpatialMemory(voxel_size=0.05), latent()),
+                       (RGBPointCloudMemory(voxel_size=0.05), np.full((H, W, 3), 200, dtype=np.uint8))):
+        mem.write(frame, plane(2.0), K16, pose(), observed=True)  # the view ahead: observed
+        mem.write(frame, plane(2.0), K16, pose(yaw=math.pi / 2))  # a quarter turn: generated
+        assert int(mem.observed.sum()) == H * W and mem.observed.shape == (mem.num_tokens,)
+        ahead, side = mem.read(K16, pose(), H, W), mem.read(K16, pose(yaw=math.pi / 2), H, W)
+        assert torch.equal(ahead.observed, torch.ones(H, W)) and torch.equal(side.observed, torch.zeros(H, W))
+        between = mem.read(K16, pose(yaw=math.pi / 4), H, W)  # half of each view
+        shown = between.observed[between.mask > 0.5]
+        assert float(shown.min()) == 0.0 and float(shown.max()) == 1.0
+        other = type(mem)(voxel_size=1.0)
+        other.load_state_dict(mem.state_dict())
+        assert torch.equal(other.observed, mem.observed)
+        old = {**mem.state_dict(), "format": "mirage_gym.memory/1"}
+        del old["observed"]
+        other.load_state_dict(old)
+        assert not other.observed.any() and torch.equal(other.features, mem.features)
+        with pytest.raises(ValueError, match="observed"):
+            other.load_state_dict({**mem.state_dict(), "observed": mem.observed[1:]})
+        with pytest.raises(ValueError, match="observed must be True"):
+            mem.write(frame, plane(2.0), K16, pose(), observed=1)
+
+
 def test_capacity_evicts_least_recently_written_farthest_first():
     cap = 300
     mem = LatentSpatialMemory(voxel_size=0.02, capacity=cap, update="newest")
@@ -451,7 +479,7 @@ def test_nbytes_counts_positions_and_features():
     for dtype, size in ((torch.float16, 2), (torch.float32, 4)):
         mem = LatentSpatialMemory(voxel_size=0.02, feature_dtype=dtype)
         mem.write(latent(C=16), plane(2.0), K16, pose())
-        assert mem.nbytes == H * W * (12 + 16 * size)
+        assert mem.nbytes == H * W * (12 + (16 + 1) * size)  # + the provenance column
 
 
 # ------------------------------------------------------------------ validation
@@ -525,7 +553,7 @@ def test_rgb_memory_renders_its_own_image():
     depth = 3.0 + torch.linspace(0, 1, Wi)[None, :].expand(Hi, Wi)
     mem = RGBPointCloudMemory(voxel_size=0.01)
     mem.write(image, depth, K, pose())
-    assert mem.num_tokens == Hi * Wi and mem.nbytes == Hi * Wi * (12 + 3) and mem.channels == 3
+    assert mem.num_tokens == Hi * Wi and mem.nbytes == Hi * Wi * (12 + 3 + 1) and mem.channels == 3
     view = mem.read(K, pose(), Hi, Wi)
     assert view.rgb.shape == (3, Hi, Wi) and view.rgb.dtype == torch.float32
     assert (view.mask > 0.999).all() and float(view.rgb.abs().max()) <= 1.0

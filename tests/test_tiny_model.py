@@ -49,7 +49,7 @@ def test_both_memories_write_the_models_geometry_for_the_start_frame():
     depth, static = model.estimate_geometry(model.encode(to_model(info["gt_rgb"])))
     depth_full, static_full = sim._full_resolution(depth[0], static[0] > 0.5)
     expected = RGBPointCloudMemory(voxel_size=ep.memory.voxel_size, update=ep.memory.update)
-    expected.write(info["gt_rgb"], depth_full, sim.K_image, ep.agent.c2w(), static_mask=static_full)
+    expected.write(info["gt_rgb"], depth_full, sim.K_image, ep.agent.c2w(), static_mask=static_full, observed=True)
     assert ep.memory.num_tokens == expected.num_tokens
     assert torch.allclose(ep.memory.positions, expected.positions, atol=1e-4)
 
@@ -116,7 +116,8 @@ def test_sampler_pins_covered_cells_to_memory_and_closes_gaps():
     mask = torch.ones(1, h, h)
     mask[0, 5, 5] = 0.0  # a gap inside a covered surface
     mask[0, :, 10:] = 0.0  # unseen space
-    out = sampler(torch.zeros(1, C, h, h), memory, mask, torch.zeros(1, 6, h, h), torch.randn(1, C, h, h))
+    out = sampler(torch.zeros(1, C, h, h), memory, mask, torch.zeros(1, 6, h, h), torch.randn(1, C, h, h),
+                  observed=torch.ones(1, h, h))
     covered = mask[0] >= 0.5
     assert torch.equal(out[0][:, covered], memory[0][:, covered])
     filled, filled_mask = close_gaps(memory, mask, pin=0.5, min_support=1.5)
@@ -162,12 +163,15 @@ def test_unpinned_sampler_refines_covered_cells_and_is_deterministic():
     memory, mask = torch.randn(1, C, h, h), torch.ones(1, h, h)
     mask[0, :, 10:] = 0.0
     inputs = (torch.zeros(1, C, h, h), memory, mask, torch.zeros(1, 6, h, h), torch.randn(1, C, h, h))
-    pinned = MemoryResidualSampler(unet, steps=3, pin=0.5)(*inputs)
-    free = MemoryResidualSampler(unet, steps=3, pin=PINNING_OFF)(*inputs)
+    seen = {"observed": torch.ones(1, h, h)}
+    pinned = MemoryResidualSampler(unet, steps=3, pin=0.5)(*inputs, **seen)
+    free = MemoryResidualSampler(unet, steps=3, pin=PINNING_OFF)(*inputs, **seen)
     assert torch.equal(pinned[0, :, :, :10], memory[0, :, :, :10])
     assert not torch.equal(free[0, :, :, :10], memory[0, :, :, :10])  # refined there
     assert torch.equal(free[0, :, :, 10:], pinned[0, :, :, 10:])  # generated cells alike
-    assert torch.equal(free, MemoryResidualSampler(unet, steps=3, pin=PINNING_OFF)(*inputs))
+    assert torch.equal(free, MemoryResidualSampler(unet, steps=3, pin=PINNING_OFF)(*inputs, **seen))
+    made = MemoryResidualSampler(unet, steps=3, pin=0.5)(*inputs, observed=torch.zeros(1, h, h))
+    assert torch.equal(made, free)  # the model's own earlier output is refined, not pinned
 
 
 def test_loading_the_shipped_weights_prints_no_warning(capfd):

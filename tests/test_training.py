@@ -81,8 +81,8 @@ def test_rollout_samples_condition_on_the_models_own_frames():
     sampler = make_sampler(nets["denoiser"].eval(), cfg, steps=1)
     generated = []
 
-    def recording_sampler(*inputs):
-        generated.append(sampler(*inputs))
+    def recording_sampler(*inputs, **named):
+        generated.append(sampler(*inputs, **named))
         return generated[-1]
 
     s = maker(np.random.default_rng(0), 3, rollout=recording_sampler)

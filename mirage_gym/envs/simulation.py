@@ -360,7 +360,7 @@ class MirageSimulation:
             # Both memories write the same estimate: the pixel baseline must not get
             # ground-truth geometry for the start frame while the latent memory does not.
             write_depth_full, write_static_full = self._full_resolution(depth, static)
-        self._write(ep, latent, depth, static, c2w, truth["rgb"], write_depth_full, write_static_full)
+        self._write(ep, latent, depth, static, c2w, truth["rgb"], write_depth_full, write_static_full, observed=True)
         ep.context_latent, ep.context_c2w = latent, c2w
         if ep.coverage is not None:
             self._update_coverage(ep, c2w, 0.0, (truth["geometry_depth"], truth["geometry_static"]) if fused else None)
@@ -393,13 +393,13 @@ class MirageSimulation:
         paths_t = torch.stack(paths)  # (B, K, 4, 4)
         times_t = torch.stack(times)  # (B, K)
         if self.world_model.reads_memory:
-            mem_latent, mem_mask, mem_depth = self._read_batch(eps, paths_t)
+            mem_latent, mem_mask, mem_depth, mem_observed = self._read_batch(eps, paths_t)
         else:  # nobody would look at the read (the oracle renders ground truth)
-            mem_latent = mem_mask = mem_depth = None
+            mem_latent = mem_mask = mem_depth = mem_observed = None
         request = SegmentRequest(
             c2w=paths_t.to(self.device), K=self.K_image, context_latent=torch.stack([ep.context_latent for ep in eps]),
             context_c2w=torch.stack([ep.context_c2w for ep in eps]).to(self.device),
-            memory_latent=mem_latent, memory_mask=mem_mask, memory_depth=mem_depth, times=times_t,
+            memory_latent=mem_latent, memory_mask=mem_mask, memory_depth=mem_depth, memory_observed=mem_observed, times=times_t,
             scenes=[ep.scene for ep in eps], generators=[ep.generator for ep in eps],
             geometry_view=self.coverage_view if any(ep.coverage is not None for ep in eps) else None,
         )
@@ -419,7 +419,8 @@ class MirageSimulation:
             for l in range(lat_index.numel()):
                 k = int(lat_index[l])
                 self._write(ep, segment.latents[b, l], depth[b, l], static[b, l], paths_t[b, k], frames[b, k],
-                            None if depth_full is None else depth_full[b, l], None if static_full is None else static_full[b, l])
+                            None if depth_full is None else depth_full[b, l], None if static_full is None else static_full[b, l],
+                            observed=False)
             ep.context_latent, ep.context_c2w = segment.latents[b, -1], paths_t[b, int(lat_index[-1])]
             ep.time = float(times_t[b, -1])
             ep.steps += 1
@@ -437,17 +438,18 @@ class MirageSimulation:
         return results
 
     def _read_batch(self, eps, paths):
-        """Memory warped to every target pose: latent (B,K,C,h,w), mask (B,K,h,w), depth (B,K,h,w)."""
+        """Memory warped to every target pose: latent (B,K,C,h,w), then mask,
+        depth and the observed share of each cell, each (B,K,h,w)."""
         B, K = paths.shape[:2]
         h, w = self.latent_size
         C = self.latent_channels
         if self.cfg.memory == "none":
-            return (torch.zeros(B, K, C, h, w, device=self.device), torch.zeros(B, K, h, w, device=self.device),
-                    torch.full((B, K, h, w), math.inf, device=self.device))
+            empty = torch.zeros(B, K, h, w, device=self.device)
+            return torch.zeros(B, K, C, h, w, device=self.device), empty, torch.full((B, K, h, w), math.inf, device=self.device), empty
         if self.cfg.memory == "latent":
             views = [ep.memory.read(self.K_latent, paths[b], h, w) for b, ep in enumerate(eps)]
-            return (torch.stack([v.latent for v in views]).to(self.device), torch.stack([v.mask for v in views]).to(self.device),
-                    torch.stack([v.depth for v in views]).to(self.device))
+            return tuple(torch.stack([getattr(v, name) for v in views]).to(self.device)
+                         for name in ("latent", "mask", "depth", "observed"))
         # Pixel-space baseline: render RGB at full resolution, then VAE-encode every render (batched).
         H, W = self.image_size
         views = [ep.memory.read(self.K_image, paths[b], H, W) for b, ep in enumerate(eps)]
@@ -455,9 +457,13 @@ class MirageSimulation:
         with torch.no_grad():
             latent = self.world_model.encode(images).unflatten(0, (B, K))
         f = self.world_model.downsample
-        mask = F.avg_pool2d(torch.stack([v.mask for v in views]).flatten(0, 1)[:, None].float(), f)[:, 0].unflatten(0, (B, K))
+        full_mask = torch.stack([v.mask for v in views]).flatten(0, 1)[:, None].float()  # (B*K, 1, H, W)
+        full_observed = torch.stack([v.observed for v in views]).flatten(0, 1)[:, None]
+        mask = F.avg_pool2d(full_mask, f)
+        observed = F.avg_pool2d(full_observed * full_mask, f) / mask.clamp(min=1e-6)  # share of each cell's content
         depth = depth_to_grid(torch.stack([v.depth for v in views]), h, w)
-        return latent, mask.to(self.device), depth.to(self.device)
+        return latent, mask[:, 0].unflatten(0, (B, K)).to(self.device), depth.to(self.device), \
+            observed[:, 0].unflatten(0, (B, K)).to(self.device)
 
     def _write_geometry(self, eps, segment, paths, times, frames_f):
         """Depth and static mask for each written latent frame (and at full
@@ -495,11 +501,12 @@ class MirageSimulation:
         return (depth.repeat_interleave(f, -2).repeat_interleave(f, -1),
                 static.repeat_interleave(f, -2).repeat_interleave(f, -1))
 
-    def _write(self, ep, latent, depth, static, c2w, rgb, depth_full, static_full):
+    def _write(self, ep, latent, depth, static, c2w, rgb, depth_full, static_full, observed: bool):
+        """Store one frame in the episode's memory; ``observed``: a real image (the start frame), not a generated one."""
         if self.cfg.memory == "latent":
-            ep.memory.write(latent, depth, self.K_latent, c2w, static_mask=static)
+            ep.memory.write(latent, depth, self.K_latent, c2w, static_mask=static, observed=observed)
         elif self.cfg.memory == "rgb":
-            ep.memory.write(rgb, depth_full, self.K_image, c2w, static_mask=static_full)
+            ep.memory.write(rgb, depth_full, self.K_image, c2w, static_mask=static_full, observed=observed)
 
     # ------------------------------------------------------------------ observations
 
@@ -509,7 +516,7 @@ class MirageSimulation:
     def memory_observation(self, ep) -> np.ndarray:
         """Warped latent + mask at the current pose: float32 (C+1, h, w)."""
         paths = ep.agent.c2w()[None, None]
-        latent, mask, _ = self._read_batch([ep], paths)
+        latent, mask, _, _ = self._read_batch([ep], paths)
         return torch.cat([latent[0, 0], mask[0, 0][None]]).float().cpu().numpy()
 
     @env_threads

@@ -100,7 +100,8 @@ def _stacked(state: dict, total: int) -> dict:
     lift = torch.tensor([0.0, 0.0, STACK_M])
     positions = torch.cat([pos + lift * (k + 1) for k in reversed(range(copies))] + [pos])[-total:]
     features = torch.cat([feat] * (copies + 1))[-total:]
-    return {**state, "positions": positions.contiguous(), "features": features.contiguous(),
+    observed = torch.cat([state["observed"]] * (copies + 1))[-total:]
+    return {**state, "positions": positions.contiguous(), "features": features.contiguous(), "observed": observed,
             "num_writes": state["num_writes"] * (copies + 1)}
 
 
@@ -132,7 +133,7 @@ def memory_scaling(*, scene_seed: int, tokens=(5000, 60000), segments: int, repe
         if base.num_tokens > tokens[0]:  # the newest tokens_0 rows: what the room tour left
             state = base.state_dict()
             base = LatentSpatialMemory(voxel_size)
-            base.load_state_dict({**state, "positions": state["positions"][-tokens[0]:], "features": state["features"][-tokens[0]:]})
+            base.load_state_dict({**state, **{k: state[k][-tokens[0]:] for k in ("positions", "features", "observed")}})
         states = {n: base.state_dict() if n <= base.num_tokens else _stacked(base.state_dict(), n) for n in tokens}
         mems = {}
         for n, st in states.items():

@@ -47,12 +47,14 @@ class LatentSpatialMemory(PointMemory):
             reads always return float32).
         channels: latent channels C, or None to take them from the first write.
 
-    ``write(latent, depth, K, c2w, static_mask=None)``:
+    ``write(latent, depth, K, c2w, static_mask=None, *, observed=False)``:
         latent (C, H, W) float, depth (H, W) z-depth in metres at the *latent*
         resolution, K the intrinsics of that latent grid, c2w (4, 4);
         static_mask (H, W) bool, False = do not store (sky, moving objects).
         A leading frame dimension T on latent/depth/c2w/static_mask writes T
-        frames in order (later frames win ties). Tokens with non-finite or
+        frames in order (later frames win ties). ``observed=True`` marks
+        tokens encoded from a real image (``LatentView.observed`` reads their
+        share of each cell). Tokens with non-finite or
         non-positive depth are skipped. Each token is back-projected through
         its cell centre, so ``depth`` should be the depth *on that ray*: a
         block median of a full-res depth map put on the centre ray leaves
@@ -85,9 +87,10 @@ class LatentSpatialMemory(PointMemory):
                          near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance,
                          align_depth=align_depth)
 
-    def write(self, latent, depth, K, c2w, static_mask=None) -> None:
-        """Store the tokens of one latent frame (C, H, W) or T frames (T, C, H, W)."""
-        self._write(latent, depth, K, c2w, static_mask)
+    def write(self, latent, depth, K, c2w, static_mask=None, *, observed: bool = False) -> None:
+        """Store the tokens of one latent frame (C, H, W) or T frames (T, C, H, W);
+        ``observed``: encoded from a real image (True) or generated (False)."""
+        self._write(latent, depth, K, c2w, static_mask, observed)
 
     def read(self, K, c2w, height: int, width: int) -> LatentView:
         """Warp the memory to pose(s) ``c2w`` ((4, 4) or (B, 4, 4)) on a
@@ -116,7 +119,7 @@ class LatentSpatialMemory(PointMemory):
             stored = stored[None]
         return stored, frames, (H, W)
 
-    def _make_view(self, result: SplatResult, batched: bool) -> LatentView:
+    def _make_view(self, result: SplatResult, observed: torch.Tensor, batched: bool) -> LatentView:
         if batched:
-            return LatentView(result.features, result.mask, result.depth)
-        return LatentView(result.features[0], result.mask[0], result.depth[0])
+            return LatentView(result.features, result.mask, result.depth, observed)
+        return LatentView(result.features[0], result.mask[0], result.depth[0], observed[0])

@@ -5,14 +5,19 @@ point carries and how it is converted; everything else lives here once.
 
 Storage
     ``positions`` (N, 3) float32 world xyz and ``features`` (N, C) in the
-    subclass's storage dtype (float16 latents, uint8 colours). Positions are
+    subclass's storage dtype (float16 latents, uint8 colours), plus one
+    *provenance* column: 1 for a point written from an observed frame (a real
+    image, such as the env's start frame), 0 for a generated one. It rides in
+    the feature storage so that every read splats it with the features and
+    returns the observed share of each cell (``MemoryView.observed``): a
+    generator can keep what was seen and refine what it made. Positions are
     held as a contiguous (3, N) block (``positions`` is its transposed view)
     because projecting (3, 3) @ (3, N) is several times faster on CPU than
     (N, 3) @ (3, 3). Nothing else is stored per point: voxel keys are
     recomputed from the positions when a write needs them (cheap, and every
     stored byte stays useful), and the order of the rows *is* the recency
     order, oldest first, so eviction needs no timestamps. ``nbytes`` counts
-    exactly these two tensors: 12 + C * itemsize bytes per point. A write
+    exactly these two tensors: 12 + (C + 1) * itemsize bytes per point. A write
     replaces these tensors and never writes into them, so a reference to them
     is a snapshot (the voxel keys and block bounds cached beside them are
     tied to the positions tensor they were computed from).
@@ -106,7 +111,8 @@ _AXIS_BITS = 21
 _AXIS_OFFSET = 1 << (_AXIS_BITS - 1)  # voxel coordinates in [-2**20, 2**20)
 _PACK_WEIGHTS = torch.tensor([[1 << (2 * _AXIS_BITS)], [1 << _AXIS_BITS], [1]])  # (3, 1) int64
 _PACKED_OFFSET = _AXIS_OFFSET * ((1 << (2 * _AXIS_BITS)) + (1 << _AXIS_BITS) + 1)
-_STATE_FORMAT = "mirage_gym.memory/1"
+_STATE_FORMAT = "mirage_gym.memory/2"
+_FORMAT_BEFORE_PROVENANCE = "mirage_gym.memory/1"  # loads with every point counted as generated
 UPDATE_RULES = ("fill", "oldest", "newest")
 # "fill": a pixel counts as already shown where the memory covers at least this
 # much of it. At 0.25, cells at the rim of a stored view (partly covered) were
@@ -135,6 +141,9 @@ class MemoryView:
     features: torch.Tensor
     mask: torch.Tensor
     depth: torch.Tensor
+    #: (h, w) or (B, h, w) in [0, 1]: the share of each cell's content that
+    #: comes from points written with ``observed=True`` (0 in holes)
+    observed: torch.Tensor
 
     @property
     def coverage(self) -> float:
@@ -294,7 +303,12 @@ class PointMemory:
     @property
     def features(self) -> torch.Tensor:
         """(N, C) stored features, same order as :attr:`positions` (read-only view)."""
-        return self._features
+        return self._features[:, :-1]
+
+    @property
+    def observed(self) -> torch.Tensor:
+        """(N,) bool: which points were written from observed frames (``write(..., observed=True)``)."""
+        return self._features[:, -1] > 0
 
     def __repr__(self) -> str:
         cap = "unbounded" if self._capacity is None else self._capacity
@@ -308,7 +322,7 @@ class PointMemory:
         self._channels = self._fixed_channels
         c = 0 if self._channels is None else self._channels
         self._xyz = torch.zeros(3, 0, dtype=torch.float32, device=self.device)  # (3, N)
-        self._features = torch.zeros(0, c, dtype=self.feature_dtype, device=self.device)
+        self._features = torch.zeros(0, c + 1, dtype=self.feature_dtype, device=self.device)  # features + provenance
         self._num_writes = 0
         self._bounds = None  # (positions tensor, its cull.block_bounds)
         self._keys = None  # (positions tensor, the voxel keys of its rows): _stored_keys
@@ -320,13 +334,16 @@ class PointMemory:
         already in the storage dtype, T or None if unbatched, (H, W))."""
         raise NotImplementedError
 
-    def _make_view(self, result: SplatResult, batched: bool) -> MemoryView:
+    def _make_view(self, result: SplatResult, observed: torch.Tensor, batched: bool) -> MemoryView:
+        """A view from a splat of the C feature channels and the observed share (B, h, w)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ write
 
-    def _write(self, data, depth, K, c2w, static_mask) -> None:
+    def _write(self, data, depth, K, c2w, static_mask, observed: bool) -> None:
         """Validate everything, then lift and insert frame by frame."""
+        if not isinstance(observed, bool):
+            raise ValueError(f"observed must be True (a real image) or False (a generated frame), got {observed!r}")
         feats, frames, (H, W) = self._validate_frames(data)
         shape = (H, W) if frames is None else (frames, H, W)
         depth = check_depth(depth, shape)
@@ -345,8 +362,9 @@ class PointMemory:
         depth, c2w, K, feats = depth.to(dev), c2w.to(dev), K.to(dev), feats.to(dev)
         static = None if static is None else static.to(dev)
         self._channels = C
-        if self._features.shape[1] != C:  # empty memory learning its channel count
-            self._features = self._features.new_zeros(0, C)
+        if self._features.shape[1] != C + 1:  # empty memory learning its channel count
+            self._features = self._features.new_zeros(0, C + 1)
+        feats = torch.cat([feats, feats.new_full((*feats.shape[:-1], 1), 1 if observed else 0)], dim=-1)  # + provenance
         # The frames' features are gathered into new storage once per call, not once per frame:
         # meanwhile the rows are indices into [old features, frame 1's, frame 2's, ...] (_insert).
         self._parts, self._lo, self._src, self._prefix = [self._features], 0, None, self._features.shape[0]
@@ -551,7 +569,9 @@ class PointMemory:
                              "or construct it with channels=C")
         batched = c2w.ndim == 3
         result = self._splat(self._features, K.to(self.device), c2w.to(self.device), h, w)
-        return self._make_view(result, batched)
+        C = self._channels
+        colour = SplatResult(features=result.features[:, :C], mask=result.mask, depth=result.depth)
+        return self._make_view(colour, result.features[:, C], batched)
 
     # -------------------------------------------------------------- snapshots
 
@@ -563,7 +583,8 @@ class PointMemory:
             "format": _STATE_FORMAT,
             "kind": self.kind,
             "positions": self._xyz.T.detach().clone(memory_format=torch.contiguous_format),  # (N, 3)
-            "features": self._features.detach().clone(memory_format=torch.contiguous_format),
+            "features": self.features.detach().clone(memory_format=torch.contiguous_format),
+            "observed": self.observed.detach().clone(),
             "channels": self._channels,
             "num_writes": self._num_writes,
             **self.settings(),
@@ -580,7 +601,7 @@ class PointMemory:
         missing = sorted(required - set(state))
         if missing:
             raise ValueError(f"memory state is missing {missing}; pass the dict returned by state_dict()")
-        if state["format"] != _STATE_FORMAT or state["kind"] != self.kind:
+        if state["format"] not in (_STATE_FORMAT, _FORMAT_BEFORE_PROVENANCE) or state["kind"] != self.kind:
             raise ValueError(f"state is a {state['kind']!r} memory snapshot in format {state['format']!r}; "
                              f"this {type(self).__name__} loads kind {self.kind!r}, format {_STATE_FORMAT!r}")
         dtype = getattr(torch, str(state["feature_dtype"]), None)
@@ -591,6 +612,9 @@ class PointMemory:
             raise ValueError("state positions must be a float32 tensor (N, 3)")
         if not isinstance(feat, torch.Tensor) or feat.dtype != dtype or feat.ndim != 2 or feat.shape[0] != pos.shape[0]:
             raise ValueError(f"state features must be a {dtype} tensor (N, C) with N = {pos.shape[0]}")
+        observed = state.get("observed") if state["format"] == _STATE_FORMAT else torch.zeros(pos.shape[0], dtype=torch.bool)
+        if not isinstance(observed, torch.Tensor) or observed.dtype != torch.bool or observed.shape != (pos.shape[0],):
+            raise ValueError(f"state observed must be a bool tensor (N,) with N = {pos.shape[0]}; pass the dict returned by state_dict()")
         channels = self._check_channels(state["channels"])
         if channels is not None and feat.shape[1] != channels:
             raise ValueError(f"state features have {feat.shape[1]} channels but the state says channels={channels}")
@@ -625,7 +649,7 @@ class PointMemory:
         if isinstance(min_weight, bool) or not isinstance(min_weight, (int, float)) or not 0 < min_weight <= 1:
             raise ValueError(f"state min_weight must be in (0, 1], got {min_weight!r}")
         xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
-        features = feat.detach().to(self.device).clone(memory_format=torch.contiguous_format)
+        features = torch.cat([feat.detach(), observed[:, None].to(dtype)], dim=1).to(self.device).contiguous()
         # ---- all checked and copied; now replace.
         self._voxel_size, self._capacity, self._channels, self._fixed_channels = voxel_size, capacity, channels, fixed_channels
         self.feature_dtype = dtype

@@ -76,9 +76,10 @@ class RGBPointCloudMemory(PointMemory):
                          near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance,
                          align_depth=align_depth)
 
-    def write(self, rgb, depth, K, c2w, static_mask=None) -> None:
-        """Store the pixels of one image or T images (see class docstring)."""
-        self._write(rgb, depth, K, c2w, static_mask)
+    def write(self, rgb, depth, K, c2w, static_mask=None, *, observed: bool = False) -> None:
+        """Store the pixels of one image or T images (see class docstring);
+        ``observed``: a real image (True) or a generated frame (False)."""
+        self._write(rgb, depth, K, c2w, static_mask, observed)
 
     def read(self, K, c2w, height: int, width: int) -> RGBView:
         """Render the point cloud at pose(s) ``c2w`` ((4, 4) or (B, 4, 4)) on a
@@ -109,11 +110,11 @@ class RGBPointCloudMemory(PointMemory):
             stored = stored[None]
         return stored, frames, (H, W)
 
-    def _make_view(self, result: SplatResult, batched: bool) -> RGBView:
+    def _make_view(self, result: SplatResult, observed: torch.Tensor, batched: bool) -> RGBView:
         # Splatting averages the stored 0..255 values; map to [-1, 1] where covered
         # (an affine map commutes with the normalised average), keep holes at 0.
         covered = (result.mask > 0).unsqueeze(1)
         rgb = torch.where(covered, result.features / 127.5 - 1.0, 0.0)
         if batched:
-            return RGBView(rgb, result.mask, result.depth)
-        return RGBView(rgb[0], result.mask[0], result.depth[0])
+            return RGBView(rgb, result.mask, result.depth, observed)
+        return RGBView(rgb[0], result.mask[0], result.depth[0], observed[0])

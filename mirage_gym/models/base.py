@@ -36,12 +36,15 @@ class SegmentRequest:
     K: torch.Tensor  # (3, 3) intrinsics at frame resolution (H x W)
     context_latent: torch.Tensor  # (B, C, h, w) latent of the latest frame
     context_c2w: torch.Tensor  # (B, 4, 4) its pose
-    # The memory warped to each target pose; all three are None for a model
+    # The memory warped to each target pose; these (and memory_observed) are None for a model
     # whose ``reads_memory`` is False (the env skips the read).
     memory_latent: torch.Tensor | None  # (B, K, C, h, w) (zeros where empty)
     memory_mask: torch.Tensor | None  # (B, K, h, w) in [0, 1]: how much of each cell the memory covers
     memory_depth: torch.Tensor | None  # (B, K, h, w) depth of the warped memory, inf where empty
     times: torch.Tensor  # (B, K) scene time of each frame in seconds (moving objects)
+    #: (B, K, h, w) in [0, 1]: the share of each cell's memory content written from
+    #: an observed (real) frame rather than a generated one (None: all generated)
+    memory_observed: torch.Tensor | None = None
     scenes: Sequence[Any] | None = None  # ground-truth scenes, only for the oracle
     #: one generator per episode: episode b's noise comes only from generators[b], so
     #: a batched step equals B single steps and a snapshot restores the exact stream

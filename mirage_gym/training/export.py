@@ -43,11 +43,17 @@ def _last_line(path: Path) -> dict:
     return json.loads(lines[-1]) if lines else {}
 
 
-def _init_record(folder: Path) -> dict:
-    """Steps and time of the checkpoint a run started from (``--init-from``), or {}."""
+def _init_record(folder: Path, name: str) -> dict:
+    """Steps and time of what a run started from (``--init-from``: a checkpoint,
+    or a weights folder whose own record, with its history, comes along), or {}."""
     init = run_args(folder).get("init_from", "")
-    state_file = Path(init) / "state.json" if init else None
-    if state_file is None or not state_file.is_file():
+    if not init:
+        return {}
+    if is_weights_folder(Path(init)):
+        prior = json.loads((Path(init) / "world_model.json").read_text()).get("training", {}).get(name, {})
+        return {"folder": init, **{k: prior[k] for k in ("steps", "train_time_s", "init_from") if k in prior}}
+    state_file = Path(init) / "state.json"
+    if not state_file.is_file():
         return {}
     state = json.loads(state_file.read_text())
     return {"folder": init, "steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0))}
@@ -75,7 +81,7 @@ def _load_network(name: str, net, folder: Path) -> dict:
     state = json.loads((folder / "state.json").read_text())
     record = {"steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0)),
               "last_eval": _last_line(folder / "eval.jsonl")}
-    base = _init_record(folder)
+    base = _init_record(folder, name)
     if base:  # a fine-tuned network: say what it started from
         record["init_from"] = base
     return record

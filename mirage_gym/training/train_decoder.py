@@ -64,7 +64,7 @@ def pixel_weights(mask: torch.Tensor, cfg: TinyConfig, generated_weight: float) 
     """(N, 1, H, W) loss weights: 1 on the pixels of cells the memory shows
     (coverage >= pipeline.COVERED once gaps are closed), ``generated_weight``
     on generated cells."""
-    _, covered, _ = condition(torch.zeros(mask.shape[0], 1, *mask.shape[1:]), mask, cfg.gap_support)
+    _, covered, _, _ = condition(torch.zeros(mask.shape[0], 1, *mask.shape[1:]), mask, torch.zeros_like(mask), cfg.gap_support)
     pinned = (covered >= COVERED).float()[:, None]
     cells = pinned + generated_weight * (1 - pinned)
     return F.interpolate(cells, scale_factor=cfg.downsample, mode="nearest")
@@ -78,7 +78,8 @@ def generated_decode_loss(vae, sampler: MemoryResidualSampler, batch: dict, cfg:
     with torch.no_grad():
         noise = torch.randn(batch["target"].shape)
         # memory = the frame's own tokens: what the memory holds at a return
-        latent = sampler(batch["context"], batch["target"], batch["mask"], batch["plucker"], noise)
+        latent = sampler(batch["context"], batch["target"], batch["mask"], batch["plucker"], noise,
+                         observed=torch.ones_like(batch["mask"]))
     recon = vae.decode(latent * std + mean).sample
     truth = to_model(batch["rgb"])
     weight = pixel_weights(batch["mask"], cfg, generated_weight)  # (N, 1, H, W)

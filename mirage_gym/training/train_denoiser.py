@@ -60,7 +60,7 @@ from ..images import to_model, to_uint8
 from ..memory import LatentSpatialMemory
 from ..models.tiny.config import TinyConfig
 from ..models.tiny.networks import build_denoiser
-from ..models.tiny.pipeline import MemoryResidualSampler, NoiseLevels, condition, denoise
+from ..models.tiny.pipeline import MemoryResidualSampler, NoiseLevels, condition, denoise, pinned_cells
 from ..models.tiny.world_model import DEFAULT_WEIGHTS, make_sampler
 from .data import random_scene, render_views, trajectory
 from .frozen import denoiser_state_dict, load_frozen_codec
@@ -70,6 +70,7 @@ from .pool import SamplePool
 GENERATED_NOISE = 0.05  # on latents written to memory after the start frame
 CONTEXT_NOISE = 0.15  # on the context latent of every segment but the first
 MEMORY_DROPOUT = 0.1
+SAMPLE_KEYS = ("context", "memory", "mask", "observed", "plucker", "target")  # what a training sample holds
 
 
 @dataclass
@@ -136,8 +137,8 @@ class SampleMaker:
         generated[0] = latents[0]  # the start frame is a real image in the env too
         memory = LatentSpatialMemory(voxel_size=self.env_cfg.voxel_size, capacity=self.env_cfg.memory_capacity,
                                      update=self.env_cfg.memory_update)
-        memory.write(latents[0], depth[0], self.K_latent, poses[0], static_mask=static[0])
-        out = {k: [] for k in ("context", "memory", "mask", "plucker", "target", "index")}
+        memory.write(latents[0], depth[0], self.K_latent, poses[0], static_mask=static[0], observed=True)
+        out = {k: [] for k in ("context", "memory", "mask", "observed", "plucker", "target", "index")}
         context_index = 0
         for s in range(length):
             frames = list(range(1 + s * K, 1 + (s + 1) * K))
@@ -149,11 +150,13 @@ class SampleMaker:
             plucker = plucker_rays(self.K_latent, rel, grid, grid)
             contexts = context[None].expand(K, -1, -1, -1)
             if rollout is not None:
-                generated[frames] = rollout(contexts, view.latent, view.mask, plucker, trajectory_noise.expand(K, -1, -1, -1))
+                generated[frames] = rollout(contexts, view.latent, view.mask, plucker, trajectory_noise.expand(K, -1, -1, -1),
+                                            observed=view.observed)
                 depth[frames], static[frames] = self._geometry(generated[frames], views, frames)
             out["context"].append(contexts)
             out["memory"].append(view.latent)
             out["mask"].append(view.mask)
+            out["observed"].append(view.observed)
             out["plucker"].append(plucker)
             out["target"].append(latents[frames])
             out["index"].append(torch.tensor(frames))
@@ -204,14 +207,14 @@ def denoiser_loss(model: DenoiserWithCritic, batch: dict, rng: np.random.Generat
     n = batch["target"].shape[0]
     mask = batch["mask"].clone()
     mask[torch.from_numpy(rng.random(n) < MEMORY_DROPOUT).to(mask.device)] = 0
-    memory, mask, base = condition(batch["memory"], mask, cfg.gap_support)  # the sampler's, exactly
+    memory, mask, observed, base = condition(batch["memory"], mask, batch["observed"], cfg.gap_support)  # the sampler's, exactly
     residual = batch["target"] - base
     levels = NoiseLevels(sigma_max=cfg.sigma_max, sigma_min=cfg.sigma_min)
     sigma = levels.draw_training(n, cfg.denoise_steps, rng).to(residual.device)
     noise = torch.randn_like(residual)
     s = sigma.view(-1, 1, 1, 1)
     denoised = denoise(model.unet, residual + s * noise, sigma, batch["context"], base, mask, batch["plucker"])
-    pinned = (mask >= cfg.memory_pin)[:, None]  # (n, 1, h, w)
+    pinned = pinned_cells(mask, observed, cfg.memory_pin)[:, None]  # (n, 1, h, w)
     free = (~pinned).float()
     # Velocity error: (denoised - residual) * (1 + sigma) / sigma, unit weight at every level (pipeline docstring).
     error = ((denoised - residual) * (1 + s) / s) ** 2 * free
@@ -249,7 +252,7 @@ def evaluate_denoiser(unet, maker: SampleMaker, count: int = 6) -> dict:
     for _ in range(count):
         s = maker(rng, 24, held_out=True, noise=False)
         noise = torch.randn(s["target"].shape, generator=g)
-        x0 = sampler(s["context"], s["memory"], s["mask"], s["plucker"], noise)
+        x0 = sampler(s["context"], s["memory"], s["mask"], s["plucker"], noise, observed=s["observed"])
         frames = to_uint8(maker.vae.decode(x0 * maker.std + maker.mean).sample.clamp(-1, 1))
         truth = s["rgb"][s["index"].numpy()]
         seen = F.interpolate(s["mask"][:, None], scale_factor=maker.cfg.downsample, mode="nearest")[:, 0] > 0.9
@@ -274,8 +277,9 @@ def evaluate_rollouts(unet, maker: SampleMaker, count: int = 4, length: int = 32
     for _ in range(count):
         s = maker(rng, length, held_out=True, rollout=sampler)
         frames = to_uint8(maker.vae.decode(s["written"][1:] * maker.std + maker.mean).sample.clamp(-1, 1))
-        _, covered, _ = condition(torch.zeros(s["mask"].shape[0], 1, *s["mask"].shape[1:]), s["mask"], maker.cfg.gap_support)
-        pinned = F.interpolate((covered >= maker.cfg.memory_pin).float()[:, None], scale_factor=maker.cfg.downsample)[:, 0]
+        _, covered, observed, _ = condition(torch.zeros(s["mask"].shape[0], 1, *s["mask"].shape[1:]), s["mask"], s["observed"],
+                                            maker.cfg.gap_support)
+        pinned = F.interpolate(pinned_cells(covered, observed, maker.cfg.memory_pin).float()[:, None], scale_factor=maker.cfg.downsample)[:, 0]
         figures = {**frame_scores(frames, s["rgb"][1:]), "pinned_share": pinned.mean((1, 2))}
         K = frames.shape[0] // length
         for part, frames_of in (("early", slice(0, quarter * K)), ("late", slice((length - quarter) * K, None))):
@@ -302,7 +306,7 @@ def main(args: DenoiserArgs) -> dict:
         unet.eval()
         s = maker(rng, args.trajectory_length, rollout=rollout if own else None)
         unet.train()
-        return [{k: s[k][i] for k in ("context", "memory", "mask", "plucker", "target")} for i in range(s["target"].shape[0])]
+        return [{k: s[k][i] for k in SAMPLE_KEYS} for i in range(s["target"].shape[0])]
 
     pool = SamplePool(trajectory_samples, args.pool_size, warm=40 * args.trajectory_length, refill=args.refill)
 

@@ -35,9 +35,8 @@ from ..models.tiny.networks import build_denoiser
 from ..models.tiny.world_model import DEFAULT_WEIGHTS, make_sampler
 from .checkpoint import load_checkpoint, save_checkpoint
 from .frozen import denoiser_state_dict, load_frozen_codec
-from .train_denoiser import DenoiserWithCritic, LatentCritic, SampleMaker, denoiser_loss, evaluate_denoiser
+from .train_denoiser import SAMPLE_KEYS, DenoiserWithCritic, LatentCritic, SampleMaker, denoiser_loss, evaluate_denoiser
 
-SAMPLE_KEYS = ("context", "memory", "mask", "plucker", "target")
 
 
 @dataclass

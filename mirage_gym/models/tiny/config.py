@@ -19,8 +19,9 @@ class TinyConfig:
     # sigma_max to sigma_min, then zero.
     sigma_max: float = 10.0
     sigma_min: float = 0.1
-    # Cells the warped memory covers at least this much are returned as the
-    # memory token itself; > 1 (pipeline.PINNING_OFF) lets the model refine every cell.
+    # Cells the warped memory covers at least this much with *observed* tokens
+    # (written from a real image) are returned as the memory token itself; the
+    # model refines every other cell. > 1 (pipeline.PINNING_OFF): it refines all.
     memory_pin: float = 0.5
     # Cells between sparse memory tokens with at least this much coverage in
     # their 3x3 neighbourhood are filled from it (pipeline.close_gaps); None: off.

@@ -20,9 +20,12 @@ Noise levels and preconditioning (one home, shared by sampler and loss):
   and F its velocity n - r, so the loss has unit weight at every level and
   weights trained with the earlier flow objective start in place.
 
-Pinning (``pin`` <= 1): cells the memory covers at least ``pin`` are
-returned as the memory token itself instead of the model's refinement; off
-(``pin`` > 1) the model refines every cell.
+Pinning keeps what was seen and refines what was made: a cell the memory
+covers at least ``pin`` *with observed tokens* (written from a real image,
+such as the env's start frame; ``observed`` >= 0.5 of its content) is
+returned as the memory token itself; every other cell, including those the
+memory shows from the model's own earlier frames, is the model's
+refinement. With ``pin`` > 1 (PINNING_OFF) the model refines every cell.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ if TYPE_CHECKING:  # annotations only: importing diffusers costs seconds of the 
 NUM_TRAIN_TIMESTEPS = 1000  # c_noise's scale: the UNet's timestep embedding was trained on [0, 1000]
 PINNING_OFF = 1.01  # a pin threshold no coverage reaches
 COVERED = 0.5  # coverage at which a cell counts as shown by the memory (gap closing)
+OBSERVED = 0.5  # observed share of a cell's memory content at which it may be pinned
 
 
 @dataclass(frozen=True)
@@ -91,13 +95,20 @@ def denoise(unet: UNet2DModel, x: torch.Tensor, sigma: torch.Tensor, context, ba
     return c_skip * x + c_out * out
 
 
-def condition(memory: torch.Tensor, mask: torch.Tensor, gap_support: float | None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The conditioning shared by sampler and loss: gaps closed, then the
-    residual base mask * memory. Returns (memory, mask, base)."""
+def condition(memory: torch.Tensor, mask: torch.Tensor, observed: torch.Tensor, gap_support: float | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The conditioning shared by sampler and loss: gaps closed (the observed
+    share with the memory), then the residual base mask * memory.
+    memory (N, C, h, w), mask and observed (N, h, w). Returns (memory, mask, observed, base)."""
     if gap_support is not None:
-        memory, mask = close_gaps(memory, mask, COVERED, gap_support)
-    return memory, mask, memory * mask[:, None]
+        both, mask = close_gaps(torch.cat([memory, observed[:, None]], dim=1), mask, COVERED, gap_support)
+        memory, observed = both[:, :-1], both[:, -1]
+    return memory, mask, observed, memory * mask[:, None]
+
+
+def pinned_cells(mask: torch.Tensor, observed: torch.Tensor, pin: float) -> torch.Tensor:
+    """(N, h, w) bool: the cells returned as the memory token (module docstring), after :func:`condition`."""
+    return (mask >= pin) & (observed >= OBSERVED)
 
 
 def close_gaps(memory: torch.Tensor, mask: torch.Tensor, pin: float, min_support: float = 1.5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,16 +140,17 @@ class MemoryResidualSampler:
         self.levels = levels
 
     @torch.no_grad()
-    def __call__(self, context, memory, mask, plucker, noise, steps: int | None = None) -> torch.Tensor:
-        """All inputs (N, ...) at latent resolution, ``noise`` standard normal;
-        returns the clean latent (N, C, h, w)."""
+    def __call__(self, context, memory, mask, plucker, noise, *, observed, steps: int | None = None) -> torch.Tensor:
+        """All inputs (N, ...) at latent resolution, ``noise`` standard normal,
+        ``observed`` (N, h, w) the observed share of the memory (module
+        docstring); returns the clean latent (N, C, h, w)."""
         steps = int(steps or self.steps)
         if steps < 1:
             raise ValueError(f"denoise_steps must be >= 1, got {steps}")
-        memory, mask, base = condition(memory, mask, self.gap_support)
+        memory, mask, observed, base = condition(memory, mask, observed, self.gap_support)
         sigmas = self.levels.schedule(steps).to(noise.device)
         x = noise * sigmas[0]
         for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:]):
             denoised = denoise(self.denoiser, x, sigma.expand(x.shape[0]), context, base, mask, plucker)
             x = denoised + (next_sigma / sigma) * (x - denoised)  # Euler step of dx/dsigma = (x - D) / sigma
-        return torch.where(mask[:, None] >= self.pin, memory, base + x)
+        return torch.where(pinned_cells(mask, observed, self.pin)[:, None], memory, base + x)

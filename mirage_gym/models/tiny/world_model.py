@@ -98,8 +98,10 @@ class TinyWorldModel(WorldModel):
         plucker = plucker_rays(K_latent, rel.flatten(0, 1), h, w)  # (B*K, 6, h, w)
         context = request.context_latent.to(self.device)[:, None].expand(B, K, C, h, w).flatten(0, 1)
         noise = randn_per_episode((C, h, w), request.generators, B, device=self.device)[:, None].expand(B, K, C, h, w)
-        latents = self.sampler(context, request.memory_latent.to(self.device).flatten(0, 1),
-                               request.memory_mask.to(self.device).flatten(0, 1), plucker, noise.flatten(0, 1))
+        mask = request.memory_mask.to(self.device).flatten(0, 1)
+        observed = torch.zeros_like(mask) if request.memory_observed is None else request.memory_observed.to(self.device).flatten(0, 1)
+        latents = self.sampler(context, request.memory_latent.to(self.device).flatten(0, 1), mask, plucker, noise.flatten(0, 1),
+                               observed=observed)
         depth, static = self.estimate_geometry(latents)
         return Segment(latents=latents.unflatten(0, (B, K)), frame_index=torch.arange(K), depth=depth.unflatten(0, (B, K)),
                        static=static.unflatten(0, (B, K)))
