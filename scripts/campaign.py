@@ -106,10 +106,15 @@ def plot(args) -> None:
     rows = [json.loads(line) for line in LOG.read_text().splitlines() if line.strip()]
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     for ax, (name, label, _, target) in zip(axes.flat, FIGURES):
-        for quick, marker in ((False, "o-"), (True, "x:")):
-            pts = sorted((r["cpu_hours"], r[name]) for r in rows if r.get("quick") == quick and name in r)
+        # points, not lines: runs branch from different checkpoints, so the
+        # order of CPU-hours is not one run's history; each point is labelled
+        for quick, marker in ((False, "o"), (True, "x")):
+            pts = [(r["cpu_hours"], r[name], r["label"].split(":")[0].split(",")[0]) for r in rows
+                   if r.get("quick") == quick and name in r]
             if pts:
-                ax.plot(*zip(*pts), marker, label="quick (1 room)" if quick else "default rooms")
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, label="quick (1 room)" if quick else "default rooms")
+                for x, y, text in pts:
+                    ax.annotate(text, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
         if target is not None:
             ax.axhline(target, color="grey", linestyle="--", linewidth=1, label="target")
         ax.set_title(label, fontsize=9)
