@@ -87,11 +87,20 @@ def _load_network(name: str, net, folder: Path) -> dict:
     return record
 
 
+def _denoiser_sizes(folder: Path) -> dict:
+    """The UNet sizes a denoiser was trained at: its weights folder's config or its run's args."""
+    if is_weights_folder(folder):
+        cfg = weights_config(folder)
+        return {"unet_channels": tuple(cfg.unet_channels), "unet_layers_per_block": cfg.unet_layers_per_block}
+    saved = run_args(folder)
+    return {k: tuple(saved[k]) if k == "unet_channels" else saved[k] for k in ("unet_channels", "unet_layers_per_block") if k in saved}
+
+
 def main(args: ExportArgs) -> Path:
     root, out = Path(args.checkpoints), Path(args.out)
-    cfg = TinyConfig()
+    folders = {name: Path(getattr(args, f"{name}_dir") or root / name) for name in ("vae", "geometry", "denoiser")}
+    cfg = TinyConfig(**_denoiser_sizes(folders["denoiser"]))
     nets = build_networks(cfg)
-    folders = {name: Path(getattr(args, f"{name}_dir") or root / name) for name in nets}
     cfg.memory_pin = args.memory_pin if args.memory_pin >= 0 else _trained_pin(folders["denoiser"], cfg.memory_pin)
     record = {name: _load_network(name, net, folders[name]) for name, net in nets.items()}
     if is_weights_folder(folders["vae"]):  # the latent statistics travel with the VAE

@@ -88,6 +88,8 @@ class DenoiserArgs(LoopArgs):
     adversarial_weight: float = 0.05  # weight of the critic's term against the squared error (0: none)
     init_from: str = ""  # a denoiser checkpoint or weights folder whose UNet starts a fresh run (ignored when resuming)
     memory_pin: float = 0.5  # cells the sampler takes from memory, in training as at run time (pipeline.PINNING_OFF: none)
+    unet_channels: tuple = (32, 64, 96)  # the UNet's width per level (a new run; --init-from needs the same sizes)
+    unet_layers_per_block: int = 1
 
 
 class SampleMaker:
@@ -289,7 +291,9 @@ def evaluate_rollouts(unet, maker: SampleMaker, count: int = 4, length: int = 32
 
 
 def main(args: DenoiserArgs) -> dict:
-    vae, geometry, cfg = load_frozen_codec(args.vae_dir, args.geometry_dir, TinyConfig(memory_pin=args.memory_pin))
+    sizes = TinyConfig(memory_pin=args.memory_pin, unet_channels=tuple(args.unet_channels),
+                       unet_layers_per_block=args.unet_layers_per_block)
+    vae, geometry, cfg = load_frozen_codec(args.vae_dir, args.geometry_dir, sizes)
     maker = SampleMaker(vae, geometry, cfg)
     unet = build_denoiser(cfg)
     out = Path(args.out_dir)
