@@ -101,6 +101,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mirage_gym import limits
 from mirage_gym.geometry import backproject, check_intrinsics, check_pose, check_size
 
 from . import cull
@@ -676,7 +677,7 @@ class PointMemory:
         if feat.numel() and feat.is_floating_point() and not bool(torch.isfinite(feat).all()):
             raise ValueError("state features contain NaN or inf; pass the unmodified dict returned by state_dict()")
         num_writes = state["num_writes"]
-        if isinstance(num_writes, bool) or not isinstance(num_writes, (int, np.integer)) or num_writes < 0:
+        if not limits.is_int(num_writes, 0):
             raise ValueError(f"state num_writes must be an integer >= 0, got {num_writes!r}")
         fixed_channels = self._check_channels(state.get("fixed_channels", self._fixed_channels))
         # Keys missing from older snapshots: what they were written with, else this memory's own.
@@ -730,7 +731,7 @@ class PointMemory:
     def _check_capacity(capacity) -> int | None:
         if capacity is None:
             return None
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+        if not limits.is_int(capacity, 1):
             raise ValueError(f"capacity must be a positive integer number of points, or None for unbounded; got {capacity!r}")
         return int(capacity)
 
@@ -738,6 +739,6 @@ class PointMemory:
     def _check_channels(channels) -> int | None:
         if channels is None:
             return None
-        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+        if not limits.is_int(channels, 1):
             raise ValueError(f"channels must be a positive integer or None, got {channels!r}")
         return int(channels)
