@@ -24,6 +24,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from . import limits
+
 Tensorish = "torch.Tensor | np.ndarray | Sequence[float]"
 
 WORLD_UP = (0.0, 0.0, 1.0)
@@ -71,10 +73,7 @@ def check_intrinsics(K, name: str = "K") -> torch.Tensor:
 
 def check_size(height, width) -> tuple[int, int]:
     """Validate an image size; return it as python ints."""
-    for name, v in (("height", height), ("width", width)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(height), int(width)
+    return limits.bounded_int("height", height, 1, None), limits.bounded_int("width", width, 1, None)
 
 
 # ----------------------------------------------------------------------- intrinsics

@@ -4,7 +4,9 @@ One typed number (a typo, a YAML slip) must fail with a clear error at
 ``gym.make`` or at load time, never as minutes of work, gigabytes of memory
 or a step that does not return. Each bound sits far above what any model or
 env id uses and far below what would hurt; docs/hardening.md lists them with
-the figures that set them.
+the figures that set them. It is also the one home of what counts as an
+integer argument (:func:`is_int`, used by :func:`bounded_int` and by every
+integer check of the package).
 """
 
 from __future__ import annotations
@@ -44,11 +46,25 @@ MAX_RENDER_SIZE = 4096
 MAX_DOWNSAMPLE = 64
 
 
-def bounded_int(name: str, value, low: int, high: int, why: str = "") -> int:
+def is_int(value, low: int | None = None, high: int | None = None) -> bool:
+    """Whether ``value`` is an integer (python or numpy; bools and floats are
+    not) within [low, high], each bound left out when None. The one
+    definition of "an integer" the checks of this package use; a check whose
+    message :func:`bounded_int` cannot word tests this and raises its own."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
+        (low is None or value >= low) and (high is None or value <= high)
+
+
+def bounded_int(name: str, value, low: int, high: int | None, why: str = "") -> int:
     """``value`` as an int in [low, high] (numpy integers accepted, bools and
-    floats refused), else a ValueError naming the bound and why it exists."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}" + (f" ({why})" if why else ""))
+    floats refused), else a ValueError naming the bound and why it exists.
+    ``high=None``: no upper bound (a count, a seed, a size checked elsewhere)."""
+    if not is_int(value, low, high):
+        if high is not None:
+            must = f"an integer in [{low}, {high}]"
+        else:
+            must = {0: "a non-negative integer", 1: "a positive integer"}.get(low, f"an integer >= {low}")
+        raise ValueError(f"{name} must be {must}, got {value!r}" + (f" ({why})" if why else ""))
     return int(value)
 
 

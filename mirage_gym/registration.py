@@ -9,6 +9,8 @@ from pathlib import Path
 import yaml
 from gymnasium.envs.registration import register, registry
 
+from . import limits
+
 CONFIG_DIR = Path(__file__).resolve().parent / "envs_configs"
 ENTRY_POINT = "mirage_gym.envs.mirage_room:MirageRoomEnv"
 VECTOR_ENTRY_POINT = "mirage_gym.envs.vector:MirageRoomVectorEnv"
@@ -39,7 +41,7 @@ def load_env_config(path: Path) -> dict:
     if not isinstance(spec["id"], str) or not ID_PATTERN.match(spec["id"]):
         raise ValueError(f"{path}: id must be a Gymnasium id such as 'MirageRoomFoo-v0' (name, '-v', version), got {spec['id']!r}")
     steps = spec.get("max_episode_steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+    if steps is not None and not limits.is_int(steps, 1):
         raise ValueError(f"{path}: max_episode_steps must be a positive integer or null, got {steps!r}")
     kwargs = spec.get("kwargs") or {}
     if not isinstance(kwargs, dict):

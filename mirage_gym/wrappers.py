@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from . import limits
 from .data.mp4 import write_video
 from .geometry import quaternion_to_matrix
 from .images import resize_uint8
@@ -41,8 +42,7 @@ class RecordVideo(gym.Wrapper):
         super().__init__(env)
         if not isinstance(env.observation_space, spaces.Dict) or "rgb" not in env.observation_space.spaces:
             raise ValueError("RecordVideo records obs['rgb']: wrap a MirageRoom env (or one keeping its Dict observation)")
-        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-            raise ValueError(f"scale must be a positive integer (nearest-neighbour upscale), got {scale!r}")
+        scale = limits.bounded_int("scale", scale, 1, None, "nearest-neighbour upscale")
         self.video_folder = Path(video_folder)
         self.episode_trigger = episode_trigger or (lambda i: True)
         self.name_prefix, self.scale = name_prefix, scale
@@ -88,7 +88,7 @@ class ResizeRGB(gym.ObservationWrapper):
         if not isinstance(space, spaces.Dict) or "rgb" not in space.spaces:
             raise ValueError("ResizeRGB resizes obs['rgb'] of a Dict observation; for a Box use gymnasium's ResizeObservation")
         hw = (shape, shape) if isinstance(shape, int) else tuple(shape)
-        if len(hw) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in hw):
+        if len(hw) != 2 or not all(limits.is_int(v, 1) for v in hw):
             raise ValueError(f"shape must be a positive int or (height, width) of them, got {shape!r}")
         self.shape = (int(hw[0]), int(hw[1]))
         self.observation_space = spaces.Dict({**space.spaces, "rgb": spaces.Box(0, 255, (*self.shape, 3), np.uint8)})

@@ -27,10 +27,6 @@ def _is_number(v) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
 @dataclass
 class EnvConfig:
     """All knobs of MirageRoom; see MirageRoomEnv's docstring for their meaning."""
@@ -117,9 +113,9 @@ class EnvConfig:
             raise ValueError(f"goal_obs=True needs a task with a target ('goal' or 'objectgoal'), not task={self.task!r}")
         if self.goal_obs is False and self.task == "objectgoal":
             raise ValueError("the objectgoal task always observes its goal (obs['goal']); leave goal_obs unset")
-        if not _is_int(self.goal_objects) or not 3 <= self.goal_objects <= 4:
+        if not limits.is_int(self.goal_objects, 3, 4):
             raise ValueError(f"goal_objects must be an integer from 3 to 4, got {self.goal_objects!r}")
-        if not _is_int(self.room_episodes) or self.room_episodes < 1:
+        if not limits.is_int(self.room_episodes, 1):
             raise ValueError(f"room_episodes must be a positive integer, got {self.room_episodes!r}")
         if not (_is_number(self.goal_facing_deg) and 0.0 < self.goal_facing_deg <= 180.0):
             raise ValueError(f"goal_facing_deg must be a number in (0, 180], got {self.goal_facing_deg!r}")
@@ -135,9 +131,9 @@ class EnvConfig:
         if isinstance(self.scene_seeds, str):
             choice("scene_seeds", self.scene_seeds, SCENE_SPLITS)
         elif isinstance(self.scene_seeds, (list, tuple)):
-            if not self.scene_seeds or not all(_is_int(v) and v >= 0 for v in self.scene_seeds):
+            if not self.scene_seeds or not all(limits.is_int(v, 0) for v in self.scene_seeds):
                 raise ValueError(f"scene_seeds list must hold non-negative ints, got {self.scene_seeds!r}")
-        elif not (_is_int(self.scene_seeds) and self.scene_seeds >= 0):
+        elif not limits.is_int(self.scene_seeds, 0):
             raise ValueError(f"scene_seeds must be 'train', 'eval', a non-negative int or a list of them, got {self.scene_seeds!r}")
         for name in ("fov_deg", "fps", "voxel_size", "move_m", "turn_deg", "look_deg", "max_pitch_deg", "goal_radius_m"):
             v = getattr(self, name)
@@ -152,9 +148,7 @@ class EnvConfig:
             raise ValueError(f"coverage_target must be a number in (0, 1], got {self.coverage_target!r}")
         if not (_is_number(self.goal_bonus) and math.isfinite(self.goal_bonus)):
             raise ValueError(f"goal_bonus must be a finite number, got {self.goal_bonus!r}")
-        if not _is_int(self.memory_capacity) or self.memory_capacity < 1:
-            raise ValueError(f"memory_capacity must be a positive integer, got {self.memory_capacity!r}")
-        self.memory_capacity = int(self.memory_capacity)
+        self.memory_capacity = limits.bounded_int("memory_capacity", self.memory_capacity, 1, None)
         if self.depth_model is not None:
             if not isinstance(self.depth_model, str) or not self.depth_model:
                 raise ValueError(f"depth_model must be the path of a local depth model folder, got {self.depth_model!r}")

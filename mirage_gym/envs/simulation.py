@@ -176,7 +176,7 @@ class MirageSimulation:
                 if "scene_seed" in options:
                     raise ValueError(f"room {seed} has no space for {self.cfg.goal_objects} goal objects in view "
                                      "(about one room in six); pick another scene_seed, or omit it") from None
-                if isinstance(self.cfg.scene_seeds, int) and not isinstance(self.cfg.scene_seeds, bool):
+                if limits.is_int(self.cfg.scene_seeds):
                     raise ValueError(f"scene_seeds={seed}: that room has no space for {self.cfg.goal_objects} goal objects "
                                      "in view; pick another seed") from None
         raise ValueError(f"no room among {MAX_ROOM_DRAWS} draws from scene_seeds={self.cfg.scene_seeds!r} has space for "
@@ -196,8 +196,7 @@ class MirageSimulation:
             raise ValueError(f"unknown reset option(s) {sorted(unknown, key=str)}; valid options: 'scene_seed', 'pose' ([x, y, yaw_deg])")
         if "scene_seed" in options:
             seed = options["scene_seed"]
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-                raise ValueError(f"options['scene_seed'] must be a non-negative int, got {seed!r}")
+            limits.bounded_int("options['scene_seed']", seed, 0, None)
         if "pose" in options:
             try:
                 pose = np.asarray(options["pose"], dtype=np.float64)
@@ -665,7 +664,7 @@ class MirageSimulation:
                 not torch.equal(c2w[3], torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=c2w.dtype)):
             raise ValueError(f"snapshot 'context_c2w' is not a rigid camera-to-world pose; {fix}")
         seed = state["scene_seed"]
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        if seed is not None and not limits.is_int(seed, 0):
             raise ValueError(f"snapshot scene_seed must be a non-negative int, got {seed!r}; {fix}")
         limits.bounded_float("snapshot 'time'", state["time"], 0.0, limits.MAX_SCENE_TIME, "seconds of scene time")
         limits.bounded_int("snapshot 'steps'", state["steps"], 0, limits.MAX_EPISODE_STEPS, "steps of the episode")

@@ -19,12 +19,14 @@ from contextlib import contextmanager
 
 import torch
 
+from .. import limits
+
 DEFAULT_NUM_THREADS = 1
 
 
 def check_num_threads(value) -> None:
     """``num_threads`` is a positive int, or None (use torch's current setting)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    if value is not None and not limits.is_int(value, 1):
         raise ValueError(f"num_threads must be a positive integer (torch intra-op threads for the env's work) or None "
                          f"(leave torch's own setting), got {value!r}")
 

@@ -14,6 +14,7 @@ from gymnasium.vector import VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array
 from gymnasium.vector.vector_env import AutoresetMode
 
+from .. import limits
 from .actions import action_space, action_to_motion
 from .config import EnvConfig
 from .debug_view import debug_view
@@ -35,8 +36,7 @@ class MirageRoomVectorEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, max_episode_steps: int | None = None, render_mode: str | None = None,
                  autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP, **kwargs: Any):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        num_envs = limits.bounded_int("num_envs", num_envs, 1, None)
         autoreset_mode = AutoresetMode(autoreset_mode)
         if autoreset_mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode DISABLED is not supported; use NextStep or SameStep")
@@ -103,11 +103,11 @@ class MirageRoomVectorEnv(VectorEnv):
     def _check_seeds(self, seed) -> list:
         """One plain int (or None) per sub-env; numpy integers accepted."""
         def ok(s):
-            return s is None or (isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) and s >= 0)
+            return s is None or limits.is_int(s, 0)
 
         if seed is None:
             return [None] * self.num_envs
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+        if limits.is_int(seed):
             if not ok(seed):
                 raise ValueError(f"reset seed must be a non-negative int, got {seed!r}")
             return [int(seed) + i for i in range(self.num_envs)]
@@ -180,7 +180,7 @@ class MirageRoomVectorEnv(VectorEnv):
         return np.stack(views)
 
     def _check_index(self, index) -> int:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < self.num_envs:
+        if not limits.is_int(index, 0, self.num_envs - 1):
             raise ValueError(f"sub-env index must be an int in [0, {self.num_envs}), got {index!r}")
         return int(index)
 

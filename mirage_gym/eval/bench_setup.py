@@ -83,14 +83,24 @@ class ModelUnderTest:
                 "latent_channels": int(self.codec.latent_channels), "downsample": int(self.codec.downsample)}
 
 
-def embedded_world_model(choice: str = "auto", image_size: int = 64) -> ModelUnderTest:
-    """``choice``: "auto" (tiny when its weights exist, else oracle + random
-    AutoencoderTiny), "tiny", or "oracle" (always the stand-in)."""
+def resolve_world_model(choice: str) -> str:
+    """The one meaning of ``--world-model auto`` (bench and eval): "tiny" when
+    the embedded model's trained weights are installed, else "oracle". Any
+    other choice is returned as given."""
+    if choice != "auto":
+        return choice
     from ..models.tiny import weights_available
 
+    return "tiny" if weights_available() else "oracle"
+
+
+def embedded_world_model(choice: str = "auto", image_size: int = 64) -> ModelUnderTest:
+    """``choice``: "auto" (:func:`resolve_world_model`: tiny when its weights
+    exist, else oracle + random AutoencoderTiny), "tiny", or "oracle" (always
+    the stand-in)."""
     if choice not in ("auto", "tiny", "oracle"):
         raise ValueError(f"world_model must be 'auto', 'tiny' or 'oracle', got {choice!r}")
-    if choice == "tiny" or (choice == "auto" and weights_available()):
+    if resolve_world_model(choice) == "tiny":
         from ..models import load_world_model
 
         wm = load_world_model("tiny")

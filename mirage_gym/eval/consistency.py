@@ -43,6 +43,8 @@ import torch
 
 from ..geometry import backproject, project
 from ..scenes import HELD_OUT_SEED_START, ProceduralRoom
+from . import commandline
+from .bench_setup import machine_info, resolve_world_model
 from .metrics import psnr, ssim
 from .report import Table, fmt, write_json
 from .trajectories import TRAJECTORIES, centre_start, loop_actions
@@ -76,18 +78,24 @@ QUICK = dict(seeds=[HELD_OUT_SEED_START + 1], loops=2, turn_steps=6, walk_steps=
 
 def apply_quick(args: EvalArgs, explicit=None) -> EvalArgs:
     """--quick: the QUICK preset for every field not set explicitly."""
-    from .commandline import apply_quick as apply_preset
+    return commandline.apply_quick(args, explicit, QUICK)
 
-    return apply_preset(args, explicit, QUICK)
+
+def open_world_model(args) -> tuple:
+    """The world model of an eval run (``args.world_model`` at ``args.obs_size``)
+    and its label, announced with the seeds (a warning when some are training
+    seeds). Both eval modes (this one and ``eval.suite``) start here."""
+    wm, label = _world_model(args.world_model, args.obs_size)
+    held = all(s >= HELD_OUT_SEED_START for s in args.seeds)
+    print(f"mirage-gym eval{' --quick' if args.quick else ''}: world model {label}; seeds {args.seeds}"
+          + ("" if held else " (WARNING: some seeds are training seeds < 1,000,000)"), flush=True)
+    return wm, label
 
 
 def _world_model(choice: str, size: int):
     from ..models import load_world_model
 
-    if choice == "auto":
-        from ..models.tiny import weights_available
-
-        choice = "tiny" if weights_available() else "oracle"
+    choice = resolve_world_model(choice)
     if choice == "oracle":
         from ..models.oracle import OracleWorldModel
 
@@ -269,10 +277,7 @@ def main(args: EvalArgs, explicit=None, prog: str = "mirage-gym eval --mode revi
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    wm, label = _world_model(args.world_model, args.obs_size)
-    held = all(s >= HELD_OUT_SEED_START for s in args.seeds)
-    print(f"mirage-gym eval{' --quick' if args.quick else ''}: world model {label}; seeds {args.seeds}"
-          + ("" if held else " (WARNING: some seeds are training seeds < 1,000,000)"), flush=True)
+    wm, label = open_world_model(args)
     episodes, files = [], {}
     for seed in args.seeds:
         for traj in args.trajectories:
@@ -295,8 +300,6 @@ def main(args: EvalArgs, explicit=None, prog: str = "mirage-gym eval --mode revi
     print()
     print(table.text())
     print(f"\neval took {took / 60:.1f} min ({took:.0f} s)")
-    from .bench_setup import machine_info
-
     command = _eval_command_line(args, prog)
     machine = machine_info(args.threads)
     result = {"args": asdict(args), "command": command, "machine": machine, "world_model": label,
@@ -318,6 +321,4 @@ def main(args: EvalArgs, explicit=None, prog: str = "mirage-gym eval --mode revi
 
 
 def _eval_command_line(args: EvalArgs, prog: str = "mirage-gym eval --mode revisit") -> str:
-    from .commandline import command_line
-
-    return command_line(prog, args, QUICK)
+    return commandline.command_line(prog, args, QUICK)

@@ -510,16 +510,13 @@ def main(args: SuiteArgs, explicit=None) -> dict:
         raise SystemExit("--memories needs at least one memory (the first is the model)")
     torch.set_num_threads(args.threads)
     from .bench_setup import machine_info
-    from .consistency import _world_model
+    from .consistency import open_world_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     timings = {}
-    wm, label = _world_model(args.world_model, args.obs_size)
-    held = all(s >= HELD_OUT_SEED_START for s in args.seeds)
-    print(f"mirage-gym eval{' --quick' if args.quick else ''}: world model {label}; seeds {args.seeds}"
-          + ("" if held else " (WARNING: some seeds are training seeds < 1,000,000)"), flush=True)
+    wm, label = open_world_model(args)
 
     t = time.perf_counter()
     runs = plan_runs(args)

@@ -12,13 +12,14 @@ newest wins), capacity with least-recently-written eviction and exact
 """
 
 from .latent import LatentSpatialMemory, LatentView
-from .point_memory import MemoryView, PointMemory
+from .point_memory import MemorySettings, MemoryView, PointMemory
 from .rgb import RGBPointCloudMemory, RGBView
 from .splat import SplatResult, splat_points
 
 __all__ = [
     "LatentSpatialMemory",
     "LatentView",
+    "MemorySettings",
     "MemoryView",
     "PointMemory",
     "RGBPointCloudMemory",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .point_memory import MemoryView, PointMemory, check_real_float
+from .point_memory import MemorySettings, MemoryView, PointMemory, check_real_float
 from .splat import SplatResult
 
 __all__ = ["LatentSpatialMemory", "LatentView"]
@@ -46,6 +46,8 @@ class LatentSpatialMemory(PointMemory):
         feature_dtype: storage dtype of the latents (float16 halves the bytes;
             reads always return float32).
         channels: latent channels C, or None to take them from the first write.
+        settings, **fields: splat and write settings, a :class:`MemorySettings`
+            and/or its fields as keywords (``update="fill"``, ``align_depth=True``, ...).
 
     ``write(latent, depth, K, c2w, static_mask=None, *, observed=False)``:
         latent (C, H, W) float, depth (H, W) z-depth in metres at the *latent*
@@ -74,18 +76,12 @@ class LatentSpatialMemory(PointMemory):
         feature_dtype: torch.dtype = torch.float16,
         *,
         channels: int | None = None,
-        near: float = 1e-2,
-        depth_tolerance: float = 0.1,
-        min_weight: float = 1e-2,
-        update: str = "fill",
-        fill_tolerance: float = 0.75,
-        align_depth: bool = True,
+        settings: MemorySettings | None = None,
+        **fields,
     ):
         if feature_dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
             raise ValueError(f"feature_dtype must be a floating-point torch dtype (float16 recommended), got {feature_dtype!r}")
-        super().__init__(voxel_size, capacity, device, channels=channels, feature_dtype=feature_dtype,
-                         near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance,
-                         align_depth=align_depth)
+        super().__init__(voxel_size, capacity, device, channels=channels, feature_dtype=feature_dtype, settings=settings, **fields)
 
     def write(self, latent, depth, K, c2w, static_mask=None, *, observed: bool = False) -> None:
         """Store the tokens of one latent frame (C, H, W) or T frames (T, C, H, W);

@@ -94,18 +94,20 @@ Validation
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from mirage_gym import limits
 from mirage_gym.geometry import backproject, check_intrinsics, check_pose, check_size
 
 from . import cull
 from .splat import SplatResult, projection_matrices, splat_points
 
-__all__ = ["MemoryView", "PointMemory"]
+__all__ = ["MemorySettings", "MemoryView", "PointMemory"]
 
 _AXIS_BITS = 21
 _AXIS_OFFSET = 1 << (_AXIS_BITS - 1)  # voxel coordinates in [-2**20, 2**20)
@@ -125,6 +127,55 @@ FILL_COVERAGE = 0.1
 ALIGN_MAX_RATIO = 2.0
 ALIGN_MIN_OVERLAP = 0.1  # share of the frame that must overlap the memory to align it
 _REAL_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class MemorySettings:
+    """How a memory splats and writes: the settings a memory is constructed
+    with, carries in its snapshots (:meth:`PointMemory.settings`) and must
+    agree on with an env that restores it. Constructing one checks every
+    field (ValueError naming the field and what it must be) and stores the
+    numbers as floats, so an instance is always valid.
+
+    ``near``, ``depth_tolerance``, ``min_weight``: splat settings (see
+    :func:`mirage_gym.memory.splat.splat_points`). ``update``,
+    ``fill_tolerance``: the rule for voxels a write meets again (module
+    docstring). ``align_depth``: rescale each written frame's depth onto the
+    surface the memory already shows there (:meth:`PointMemory._aligned`);
+    for estimated depth, ground-truth depth needs none.
+    """
+
+    near: float = 1e-2
+    depth_tolerance: float = 0.1
+    min_weight: float = 1e-2
+    update: str = "fill"
+    fill_tolerance: float = 0.75
+    align_depth: bool = True
+
+    def __post_init__(self):
+        if self.update not in UPDATE_RULES:
+            raise ValueError(f"update must be one of {UPDATE_RULES}, got {self.update!r}")
+        if not isinstance(self.align_depth, bool):
+            raise ValueError(f"align_depth must be True or False, got {self.align_depth!r}")
+        for name in ("near", "depth_tolerance", "fill_tolerance"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if isinstance(self.min_weight, bool) or not isinstance(self.min_weight, (int, float)) or not 0 < self.min_weight <= 1:
+            raise ValueError(f"min_weight must be in (0, 1], got {self.min_weight!r}")
+        for name in ("near", "depth_tolerance", "min_weight", "fill_tolerance"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+    def as_dict(self) -> dict:
+        """The fields as a plain dict, in declaration order (the snapshot keys)."""
+        return dataclasses.asdict(self)
+
+
+# What a snapshot from before an option existed was written with, so loads as.
+_SETTINGS_BEFORE_OPTIONS = {
+    "update": "newest",  # snapshots from before the option replaced stored points
+    "align_depth": False,  # snapshots from before the option wrote depth as estimated
+}
 
 
 @dataclass
@@ -217,12 +268,8 @@ class PointMemory:
             relative to its samples uses ``voxel_size / f``.
         capacity: maximum number of stored points, or None for unbounded.
         device: where the points live and splatting runs.
-        near, depth_tolerance, min_weight: splat settings (see
-            :func:`mirage_gym.memory.splat.splat_points`).
-        update, fill_tolerance: the rule for voxels a write meets again (module docstring).
-        align_depth: rescale each written frame's depth onto the surface
-            the memory already shows there (:meth:`_aligned`); for estimated
-            depth. Ground-truth depth needs none.
+        settings: a :class:`MemorySettings` (splat and write settings);
+            its fields can also be given as keywords, which override it.
     """
 
     kind = "points"
@@ -235,35 +282,34 @@ class PointMemory:
         *,
         channels: int | None = None,
         feature_dtype: torch.dtype = torch.float32,
-        near: float = 1e-2,
-        depth_tolerance: float = 0.1,
-        min_weight: float = 1e-2,
-        update: str = "fill",
-        fill_tolerance: float = 0.75,
-        align_depth: bool = True,
+        settings: MemorySettings | None = None,
+        **fields,
     ):
-        if update not in UPDATE_RULES:
-            raise ValueError(f"update must be one of {UPDATE_RULES}, got {update!r}")
-        if not isinstance(align_depth, bool):
-            raise ValueError(f"align_depth must be True or False, got {align_depth!r}")
-        self.update, self.fill_tolerance = update, self._check_fill_tolerance(fill_tolerance)
-        self.align_depth = align_depth
+        if settings is not None and not isinstance(settings, MemorySettings):
+            raise ValueError(f"settings must be a MemorySettings, got {type(settings).__name__}")
+        self._settings = dataclasses.replace(settings or MemorySettings(), **fields)
         self._voxel_size = self._check_voxel_size(voxel_size)
         self._capacity = self._check_capacity(capacity)
         self._fixed_channels = self._check_channels(channels)
         if not isinstance(feature_dtype, torch.dtype):
             raise ValueError(f"feature_dtype must be a torch.dtype, got {feature_dtype!r}")
-        for name, value in (("near", near), ("depth_tolerance", depth_tolerance)):
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not (isinstance(min_weight, (int, float)) and 0 < min_weight <= 1):
-            raise ValueError(f"min_weight must be in (0, 1], got {min_weight!r}")
         self.device = torch.device(device)
         self.feature_dtype = feature_dtype
-        self.near, self.depth_tolerance, self.min_weight = float(near), float(depth_tolerance), float(min_weight)
         self.reset()
 
     # ------------------------------------------------------------- properties
+
+    @property
+    def memory_settings(self) -> MemorySettings:
+        """The splat and write settings (read-only; a snapshot load replaces them)."""
+        return self._settings
+
+    near = property(lambda self: self._settings.near, doc="Splat near plane (:class:`MemorySettings`).")
+    depth_tolerance = property(lambda self: self._settings.depth_tolerance, doc="Splat depth tolerance (:class:`MemorySettings`).")
+    min_weight = property(lambda self: self._settings.min_weight, doc="Splat minimum weight (:class:`MemorySettings`).")
+    update = property(lambda self: self._settings.update, doc="Rule for voxels a write meets again (:class:`MemorySettings`).")
+    fill_tolerance = property(lambda self: self._settings.fill_tolerance, doc="Relative nearness the fill rule writes through (:class:`MemorySettings`).")
+    align_depth = property(lambda self: self._settings.align_depth, doc="Whether written depth is aligned to the memory (:class:`MemorySettings`).")
 
     @property
     def voxel_size(self) -> float:
@@ -631,31 +677,23 @@ class PointMemory:
         if feat.numel() and feat.is_floating_point() and not bool(torch.isfinite(feat).all()):
             raise ValueError("state features contain NaN or inf; pass the unmodified dict returned by state_dict()")
         num_writes = state["num_writes"]
-        if isinstance(num_writes, bool) or not isinstance(num_writes, (int, np.integer)) or num_writes < 0:
+        if not limits.is_int(num_writes, 0):
             raise ValueError(f"state num_writes must be an integer >= 0, got {num_writes!r}")
-        update = state.get("update", "newest")  # snapshots from before the option replaced stored points
-        if update not in UPDATE_RULES:
-            raise ValueError(f"state update rule {update!r} is not one of {UPDATE_RULES}")
-        fill_tolerance = self._check_fill_tolerance(state.get("fill_tolerance", self.fill_tolerance))
-        align_depth = state.get("align_depth", False)  # snapshots from before the option wrote depth as estimated
-        if not isinstance(align_depth, bool):
-            raise ValueError(f"state align_depth must be True or False, got {align_depth!r}")
         fixed_channels = self._check_channels(state.get("fixed_channels", self._fixed_channels))
-        near, depth_tolerance = state.get("near", self.near), state.get("depth_tolerance", self.depth_tolerance)
-        for name, value in (("near", near), ("depth_tolerance", depth_tolerance)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-                raise ValueError(f"state {name} must be a finite number >= 0, got {value!r}")
-        min_weight = state.get("min_weight", self.min_weight)
-        if isinstance(min_weight, bool) or not isinstance(min_weight, (int, float)) or not 0 < min_weight <= 1:
-            raise ValueError(f"state min_weight must be in (0, 1], got {min_weight!r}")
+        # Keys missing from older snapshots: what they were written with, else this memory's own.
+        fields = {**self._settings.as_dict(), **_SETTINGS_BEFORE_OPTIONS}
+        fields.update((k, state[k]) for k in fields if k in state)
+        try:
+            settings = MemorySettings(**fields)
+        except ValueError as e:
+            raise ValueError(f"state {e}") from None
         xyz = pos.detach().to(self.device).T.clone(memory_format=torch.contiguous_format)  # (3, N), a copy
         features = torch.cat([feat.detach(), observed[:, None].to(dtype)], dim=1).to(self.device).contiguous()
         # ---- all checked and copied; now replace.
         self._voxel_size, self._capacity, self._channels, self._fixed_channels = voxel_size, capacity, channels, fixed_channels
         self.feature_dtype = dtype
         self._num_writes = int(num_writes)
-        self.near, self.depth_tolerance, self.min_weight = float(near), float(depth_tolerance), float(min_weight)
-        self.update, self.fill_tolerance, self.align_depth = update, fill_tolerance, align_depth
+        self._settings = settings
         self._xyz, self._features = xyz, features
 
     def settings(self) -> dict:
@@ -666,12 +704,7 @@ class PointMemory:
             "capacity": self._capacity,
             "fixed_channels": self._fixed_channels,
             "feature_dtype": str(self.feature_dtype).removeprefix("torch."),
-            "near": self.near,
-            "depth_tolerance": self.depth_tolerance,
-            "min_weight": self.min_weight,
-            "update": self.update,
-            "fill_tolerance": self.fill_tolerance,
-            "align_depth": self.align_depth,
+            **self._settings.as_dict(),
         }
 
     def checkpoint(self) -> tuple:
@@ -695,16 +728,10 @@ class PointMemory:
         return float(voxel_size)
 
     @staticmethod
-    def _check_fill_tolerance(value) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-            raise ValueError(f"fill_tolerance must be a finite number >= 0, got {value!r}")
-        return float(value)
-
-    @staticmethod
     def _check_capacity(capacity) -> int | None:
         if capacity is None:
             return None
-        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+        if not limits.is_int(capacity, 1):
             raise ValueError(f"capacity must be a positive integer number of points, or None for unbounded; got {capacity!r}")
         return int(capacity)
 
@@ -712,6 +739,6 @@ class PointMemory:
     def _check_channels(channels) -> int | None:
         if channels is None:
             return None
-        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
+        if not limits.is_int(channels, 1):
             raise ValueError(f"channels must be a positive integer or None, got {channels!r}")
         return int(channels)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .point_memory import MemoryView, PointMemory, _to_tensor
+from .point_memory import MemorySettings, MemoryView, PointMemory, _to_tensor
 from .splat import SplatResult
 
 __all__ = ["RGBPointCloudMemory", "RGBView"]
@@ -47,6 +47,8 @@ class RGBPointCloudMemory(PointMemory):
         capacity: maximum stored points (None: unbounded); least recently
             written are evicted first.
         device: where points live and renders run.
+        settings, **fields: splat and write settings, a :class:`MemorySettings`
+            and/or its fields as keywords (``update="fill"``, ``align_depth=True``, ...).
 
     ``write(rgb, depth, K, c2w, static_mask=None)``: ``rgb`` is either uint8
     (H, W, 3) (numpy or tensor, the public image format) or a float tensor
@@ -65,16 +67,10 @@ class RGBPointCloudMemory(PointMemory):
         capacity: int | None = None,
         device: str | torch.device = "cpu",
         *,
-        near: float = 1e-2,
-        depth_tolerance: float = 0.1,
-        min_weight: float = 1e-2,
-        update: str = "fill",
-        fill_tolerance: float = 0.75,
-        align_depth: bool = True,
+        settings: MemorySettings | None = None,
+        **fields,
     ):
-        super().__init__(voxel_size, capacity, device, channels=3, feature_dtype=torch.uint8,
-                         near=near, depth_tolerance=depth_tolerance, min_weight=min_weight, update=update, fill_tolerance=fill_tolerance,
-                         align_depth=align_depth)
+        super().__init__(voxel_size, capacity, device, channels=3, feature_dtype=torch.uint8, settings=settings, **fields)
 
     def write(self, rgb, depth, K, c2w, static_mask=None, *, observed: bool = False) -> None:
         """Store the pixels of one image or T images (see class docstring);

@@ -16,6 +16,7 @@ import json
 import os
 from pathlib import Path
 
+from .. import limits
 from .base import Segment, SegmentRequest, WorldModel, randn_per_episode
 from .safe_loading import check_folder_files
 
@@ -32,10 +33,8 @@ def _load_oracle(path=None, **kw):
     if path is not None:
         raise ValueError(f"{path}: the oracle world model has no weights, so a folder cannot hold one; "
                          "use world_model='oracle' (and model_kwargs for its options)")
-    downsample = kw.get("downsample", 4)
-    if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
-        raise ValueError(f"the oracle's downsample (pixels per latent cell) must be a positive integer, got {downsample!r}; "
-                         "e.g. model_kwargs={'downsample': 4}")
+    limits.bounded_int("the oracle's downsample (pixels per latent cell)", kw.get("downsample", 4), 1, None,
+                       "e.g. model_kwargs={'downsample': 4}")
     from .oracle import OracleWorldModel
 
     if kw.get("image_size", 0) is None:  # no size asked for: the oracle's default

@@ -23,6 +23,7 @@ import math
 import numpy as np
 import torch
 
+from .. import limits
 from ..geometry import check_intrinsics, check_pose, check_size, intrinsics_from_fov, pose_from_yaw_pitch, scale_intrinsics
 from . import textures as tx
 from .layout import (GOAL_RGB, GOAL_STREAM, WALL_NORMALS, MovingObject, NoSpaceForGoals, ObjectGoalLayout, Piece, RoomLayout, SceneObject,
@@ -91,10 +92,8 @@ class ProceduralRoom:
         return room
 
     def __init__(self, seed: int, fov_deg: float = 90.0, goal_objects: int = 0):
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        if isinstance(goal_objects, bool) or not isinstance(goal_objects, (int, np.integer)) or \
-                not (goal_objects == 0 or 3 <= goal_objects <= 4):
+        limits.bounded_int("seed", seed, 0, None)
+        if not limits.is_int(goal_objects) or not (goal_objects == 0 or 3 <= goal_objects <= 4):
             raise ValueError(f"goal_objects must be 0 or an integer from 3 to 4, got {goal_objects!r}")
         self.seed = int(seed)
         self.goal_objects = int(goal_objects)
@@ -636,8 +635,7 @@ class ProceduralRoom:
     def _render(self, poses: np.ndarray, K, height, width, times: np.ndarray, supersample: int, rgb: bool = True) -> dict:
         Kn = self._check_K(K)
         height, width = check_size(height, width)
-        if isinstance(supersample, bool) or not isinstance(supersample, (int, np.integer)) or supersample < 1:
-            raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
+        limits.bounded_int("supersample", supersample, 1, None)
         if len(times) == 0:
             return {"rgb": np.zeros((0, height, width, 3), np.uint8), "depth": np.zeros((0, height, width), np.float32),
                     "static": np.zeros((0, height, width), bool)}
