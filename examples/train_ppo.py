@@ -5,7 +5,7 @@
 
 The batched vector env (one world-model call for all N episodes) is handed
 to SB3 through ``MirageSB3VecEnv``. The full script with a reward curve and
-an evaluation against the scripted explorer is agents/ppo.py.
+an evaluation against the scripted explorer is examples/ppo_explore.py.
 """
 
 import argparse

@@ -8,15 +8,34 @@ import sys
 
 
 def _field_comments(cls) -> dict[str, str]:
-    """The ``# comment`` after each field in the dataclass source, used as --help text."""
+    """Comments of the fields of ``cls`` and of the dataclasses it extends (:func:`_own_field_comments`)."""
+    out: dict[str, str] = {}
+    for base in reversed(cls.__mro__):
+        if dataclasses.is_dataclass(base):
+            out.update(_own_field_comments(base))
+    return out
+
+
+def _own_field_comments(cls) -> dict[str, str]:
+    """The ``# comment`` that ends each field's line in the dataclass source
+    (its one home of documentation, as CleanRL keeps an Args docstring per
+    field), used as --help text: fields found by parsing the class, comments
+    by Python's tokenizer, so a ``#`` inside a string default is not one."""
+    import ast
     import inspect
-    import re
+    import io
+    import textwrap
+    import tokenize
 
     try:
-        source = inspect.getsource(cls)
+        source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
         return {}
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", source, re.M)}
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    fields = [node for node in ast.parse(source).body[0].body if isinstance(node, ast.AnnAssign)]
+    return {node.target.id: comments[node.end_lineno] for node in fields
+            if isinstance(node.target, ast.Name) and node.end_lineno in comments}
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> None:

@@ -19,7 +19,7 @@ FAST = {"world_model": "oracle", "obs_size": 32}
 
 
 def load_script(name):
-    spec = importlib.util.spec_from_file_location(f"agents_{name}", ROOT / "agents" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"example_{name}", ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
@@ -109,7 +109,7 @@ def test_sb3_vec_env_adapter():
 
 
 def test_ppo_script_trains_a_few_hundred_steps(tmp_path):
-    ppo = load_script("ppo")
+    ppo = load_script("ppo_explore")
     args = ppo.Args(total_timesteps=192, num_envs=2, n_steps=48, batch_size=48, n_epochs=1, obs_size=32,
                     max_episode_steps=16, eval_episodes=1, out=str(tmp_path), curve_png=str(tmp_path / "curve.png"))
     summary = ppo.main(args)
@@ -126,14 +126,14 @@ def test_ppo_script_trains_a_few_hundred_steps(tmp_path):
 
 def test_ppo_script_on_the_learned_world_model(tmp_path, tiny_weights_or_skip):
     tiny_weights_or_skip()
-    ppo = load_script("ppo")
+    ppo = load_script("ppo_explore")
     args = ppo.Args(world_model="tiny", total_timesteps=128, num_envs=2, n_steps=64, batch_size=64, n_epochs=1,
                     max_episode_steps=32, eval_episodes=0, out=str(tmp_path))
     assert ppo.main(args)["env_steps"] >= 128
 
 
 def test_bc_script_clones_the_explorer(tmp_path):
-    bc = load_script("bc")
+    bc = load_script("bc_explorer")
     args = bc.Args(obs_size=32, max_episode_steps=16, expert_episodes=3, train_steps=40, batch_size=16,
                    eval_episodes=1, out=str(tmp_path))
     summary = bc.main(args)
@@ -156,7 +156,7 @@ def test_load_policy_names():
 
 def test_ppo_script_uses_the_learned_ids_configuration(capsys):
     """--world-model tiny runs MirageRoom-v0 (4 frames per step, fill rule), not the oracle id with its model swapped."""
-    ppo = load_script("ppo")
+    ppo = load_script("ppo_explore")
     env_id, kwargs = ppo.resolve_env(ppo.Args(world_model="tiny", obs_size=32))
     assert env_id == "MirageRoom-v0" and "world_model" not in kwargs
     out = capsys.readouterr().out

@@ -1,8 +1,8 @@
 """The transfer score as a script: the same as `mirage-gym score` (the code,
 readable in one sitting, is mirage_gym/agents/score.py; see docs/transfer.md).
 
-    python agents/score.py                 # the default protocol, about 45 min on one CPU core
-    python agents/score.py --quick         # smoke size
+    python examples/transfer_score.py                 # the default protocol, about 45 min on one CPU core
+    python examples/transfer_score.py --quick         # smoke size
 """
 
 import argparse

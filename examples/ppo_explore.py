@@ -1,9 +1,9 @@
 """PPO (stable-baselines3, MultiInputPolicy) on MirageRoom's explore task.
 
-    python agents/ppo.py                                  # oracle world, ~7 min on one CPU core
-    python agents/ppo.py --world-model tiny               # the same script on MirageRoom-v0 (the learned world)
-    python agents/ppo.py --total-timesteps 512 --num-envs 2 --n-steps 64 --obs-size 32   # smoke test
-    python agents/ppo.py --load runs/ppo/ppo_mirage.zip --total-timesteps 0   # evaluate a saved model, redraw
+    python examples/ppo_explore.py                                  # oracle world, ~7 min on one CPU core
+    python examples/ppo_explore.py --world-model tiny               # the same script on MirageRoom-v0 (the learned world)
+    python examples/ppo_explore.py --total-timesteps 512 --num-envs 2 --n-steps 64 --obs-size 32   # smoke test
+    python examples/ppo_explore.py --load runs/ppo/ppo_mirage.zip --total-timesteps 0   # evaluate a saved model, redraw
 
 One batched MirageRoomVectorEnv (N episodes, one world-model call per step)
 is adapted to SB3 by ``MirageSB3VecEnv``. Episodes are ``max_episode_steps``

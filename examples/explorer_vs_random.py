@@ -1,8 +1,8 @@
 """The scripted explorer (mirage_gym.agents.ScriptedExplorer) against a random policy.
 
-    python agents/explorer.py                              # oracle world, 6 held-out rooms, 100 steps each
-    python agents/explorer.py --tour leave_and_return --video runs/explorer/episode.mp4
-    python agents/explorer.py --world-model tiny           # the learned world model
+    python examples/explorer_vs_random.py                              # oracle world, 6 held-out rooms, 100 steps each
+    python examples/explorer_vs_random.py --tour leave_and_return --video runs/explorer/episode.mp4
+    python examples/explorer_vs_random.py --world-model tiny           # the learned world model
 
 The explorer is the expert for imitation data (``mirage-gym collect --policy
 explorer``). It plans next-best views from privileged simulator state (free

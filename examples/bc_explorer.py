@@ -1,8 +1,8 @@
 """Behaviour cloning of the scripted explorer on MirageRoom, scored against it.
 
-    python agents/bc.py                                   # collect expert data, train, evaluate (~6 min)
-    python agents/bc.py --dataset runs/data               # train on a `mirage-gym collect` folder (npz or minari)
-    python agents/bc.py --world-model tiny                # the learned world model
+    python examples/bc_explorer.py                                   # collect expert data, train, evaluate (~6 min)
+    python examples/bc_explorer.py --dataset runs/data               # train on a `mirage-gym collect` folder (npz or minari)
+    python examples/bc_explorer.py --world-model tiny                # the learned world model
 
 1. Data: ``--dataset`` (a folder written by ``mirage-gym collect``, format npz
    or minari), or, if empty, ``expert_episodes`` episodes of the scripted
