@@ -136,3 +136,23 @@ def test_sample_pool_fills_once_refills_at_its_rate_and_stays_bounded():
     assert len(made) == 4 and len(pool) == 10  # 8 calls x 0.25 = 2 more trajectories; the oldest sample dropped
     with pytest.raises(ValueError, match="refill"):
         SamplePool(make, size=10, warm=6, refill=-1)
+
+
+def test_a_denoiser_of_another_size_trains_exports_and_runs(tmp_path, monkeypatch):
+    """--unet-channels / --unet-layers-per-block: the run trains at that size,
+    export reads the size back from the run's args, and the env runs it."""
+    monkeypatch.setattr(train_denoiser, "evaluate_denoiser", lambda unet, maker, count=6: {"psnr_all": 0.0})
+    monkeypatch.setattr(train_denoiser, "evaluate_rollouts", lambda unet, maker: {})
+    out = tmp_path / "denoiser"
+    train_denoiser.main(train_denoiser.DenoiserArgs(out_dir=str(out), unet_channels=(16, 32, 48), unet_layers_per_block=2,
+                                                    steps=1, batch_size=2, trajectory_length=2, pool_size=8, threads=1,
+                                                    checkpoint_every=1, warmup=1))
+    weights = export.main(export.ExportArgs(out=str(tmp_path / "weights"), vae_dir=str(export.DEFAULT_WEIGHTS),
+                                            geometry_dir=str(export.DEFAULT_WEIGHTS), denoiser_dir=str(out)))
+    config = json.loads((weights / "world_model.json").read_text())["config"]
+    assert config["unet_channels"] == [16, 32, 48] and config["unet_layers_per_block"] == 2
+    env = gym.make("MirageRoom-v0", world_model=str(weights), frames_per_step=1)
+    env.reset(seed=0)
+    obs, *_ = env.step(Action.FORWARD)
+    assert obs["rgb"].shape == (64, 64, 3)
+    env.close()

@@ -290,10 +290,14 @@ def evaluate_rollouts(unet, maker: SampleMaker, count: int = 4, length: int = 32
     return {k: float(torch.nanmean(torch.cat(v))) for k, v in scores.items()}
 
 
+def run_config(args) -> TinyConfig:
+    """The config a run trains at: its pin threshold and UNet sizes (the rest comes with the frozen codec)."""
+    return TinyConfig(memory_pin=args.memory_pin, unet_channels=tuple(args.unet_channels),
+                      unet_layers_per_block=args.unet_layers_per_block)
+
+
 def main(args: DenoiserArgs) -> dict:
-    sizes = TinyConfig(memory_pin=args.memory_pin, unet_channels=tuple(args.unet_channels),
-                       unet_layers_per_block=args.unet_layers_per_block)
-    vae, geometry, cfg = load_frozen_codec(args.vae_dir, args.geometry_dir, sizes)
+    vae, geometry, cfg = load_frozen_codec(args.vae_dir, args.geometry_dir, run_config(args))
     maker = SampleMaker(vae, geometry, cfg)
     unet = build_denoiser(cfg)
     out = Path(args.out_dir)

@@ -30,12 +30,11 @@ import numpy as np
 import torch
 import torch.multiprocessing as mp
 
-from ..models.tiny.config import TinyConfig
 from ..models.tiny.networks import build_denoiser
 from ..models.tiny.world_model import DEFAULT_WEIGHTS, make_sampler
 from .checkpoint import load_checkpoint, save_checkpoint
 from .frozen import denoiser_state_dict, load_frozen_codec
-from .train_denoiser import SAMPLE_KEYS, DenoiserWithCritic, LatentCritic, SampleMaker, denoiser_loss, evaluate_denoiser
+from .train_denoiser import SAMPLE_KEYS, DenoiserWithCritic, LatentCritic, SampleMaker, denoiser_loss, evaluate_denoiser, run_config
 
 
 
@@ -60,13 +59,15 @@ class GpuArgs:
     refresh_every: int = 100  # optimizer steps between copies of the UNet to the workers' rollout model
     eval_trajectories: int = 6
     memory_pin: float = 0.5  # cells the sampler takes from memory, in training and in the exported weights (pipeline.PINNING_OFF: none)
+    unet_channels: tuple = (32, 64, 96)  # the UNet's width per level (another size: --init-from "" starts it fresh)
+    unet_layers_per_block: int = 1
     seed: int = 0
 
 
 def _worker(rank: int, args: GpuArgs, shared_unet, out: mp.Queue, stop) -> None:
     """Render trajectories forever; put their samples on ``out`` (CPU tensors)."""
     torch.set_num_threads(1)
-    vae, geometry, cfg = load_frozen_codec(args.vae_dir, "", TinyConfig(memory_pin=args.memory_pin))
+    vae, geometry, cfg = load_frozen_codec(args.vae_dir, "", run_config(args))
     maker = SampleMaker(vae, geometry, cfg)
     rollout = make_sampler(shared_unet, cfg)
     rng = np.random.default_rng([args.seed, rank, int(time.time())])
@@ -94,7 +95,7 @@ def main(args: GpuArgs) -> dict:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda but torch sees no CUDA GPU; pass --device cpu to run on the CPU")
-    vae, geometry, cfg = load_frozen_codec(args.vae_dir, "", TinyConfig(memory_pin=args.memory_pin))
+    vae, geometry, cfg = load_frozen_codec(args.vae_dir, "", run_config(args))
     unet = build_denoiser(cfg)
     model = DenoiserWithCritic(unet, LatentCritic(cfg.denoiser_in_channels) if args.adversarial_weight > 0 else None)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
