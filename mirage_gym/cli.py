@@ -132,34 +132,34 @@ def _play_command(sub):
     p.set_defaults(run=lambda ns: play.main(from_namespace(play.PlayArgs, ns)))
 
 
+def _explicit_command(sub, name: str, module, cls, help_text: str) -> None:
+    """A subcommand whose ``module.main(args, explicit)`` learns which flags were given (``--quick`` fills the rest)."""
+    p = sub.add_parser(name, help=help_text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_args_tracking_explicit(p, cls)
+    p.set_defaults(run=lambda ns: module.main(*_explicit_namespace(cls, ns)))
+
+
 def _bench_command(sub):
     from .eval import bench
 
-    p = sub.add_parser("bench", help="latent vs RGB (pixel-space) memory side by side: memory path, cache, frames/s, "
-                                     "readout; writes runs/bench/", description=bench.__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_args_tracking_explicit(p, bench.BenchArgs)
-    p.set_defaults(run=lambda ns: bench.main(*_explicit_namespace(bench.BenchArgs, ns)))
+    _explicit_command(sub, "bench", bench, bench.BenchArgs,
+                      "latent vs RGB (pixel-space) memory side by side: memory path, cache, frames/s, readout; writes runs/bench/")
 
 
 def _eval_command(sub):
     from .eval import suite
 
-    p = sub.add_parser("eval", help="score every frame of near / explore / return trajectories against ground truth, beside "
-                                    "baselines (--mode revisit: the return view only); writes runs/eval/",
-                       description=suite.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_args_tracking_explicit(p, suite.SuiteArgs)
-    p.set_defaults(run=lambda ns: suite.main(*_explicit_namespace(suite.SuiteArgs, ns)))
+    _explicit_command(sub, "eval", suite, suite.SuiteArgs,
+                      "score every frame of near / explore / return trajectories against ground truth, beside "
+                      "baselines (--mode revisit: the return view only); writes runs/eval/")
 
 
 def _score_command(sub):
     from .agents import score
 
-    p = sub.add_parser("score", help="transfer score: PPO trained in the learned world(s) and the oracle, all scored in the "
-                                     "oracle world on held-out rooms; writes runs/score/", description=score.__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_args_tracking_explicit(p, score.ScoreArgs)
-    p.set_defaults(run=lambda ns: score.main(*_explicit_namespace(score.ScoreArgs, ns)))
+    _explicit_command(sub, "score", score, score.ScoreArgs,
+                      "transfer score: PPO trained in the learned world(s) and the oracle, all scored in the "
+                      "oracle world on held-out rooms; writes runs/score/")
 
 
 def _add_args_tracking_explicit(parser: argparse.ArgumentParser, cls) -> None:
