@@ -587,10 +587,7 @@ class MirageSimulation:
                 coverage = CoverageMap(scene, self.cfg.voxel_size)
                 coverage.load_state_dict(state["coverage"])
             task = make_task(self.cfg)
-            if self.cfg.task in ("goal", "objectgoal"):
-                task.load_state_dict(state["task"], scene)
-            else:
-                task.load_state_dict(state["task"])
+            task.load_state_dict(state["task"], scene)
             snapshot.check_task(task, state["task"])
             rng = np.random.default_rng()
             rng.bit_generator.state = state["np_rng"]
