@@ -399,7 +399,7 @@ class MirageSimulation:
         )
         segment = self.world_model.generate(request)
         # (B, K, 3, H, W) float frames, only where they are read: to make uint8 frames, or a model's depth estimate
-        needs_float = segment.rgb is None or (not self.depth_from_scene and segment.depth is None)
+        needs_float = segment.rgb is None or self._geometry_source(segment) == "estimate"
         frames_f = self.world_model.decode_segment(segment, K) if needs_float else None
         if segment.rgb is not None:  # the model's exact images (the oracle's renders)
             frames = segment.rgb
@@ -459,34 +459,54 @@ class MirageSimulation:
         return latent, mask[:, 0].unflatten(0, (B, K)).to(self.device), depth.to(self.device), \
             observed[:, 0].unflatten(0, (B, K)).to(self.device)
 
-    def _write_geometry(self, eps, segment, paths, times, frames_f):
-        """Depth and static mask for each written latent frame (and at full
-        resolution for the pixel memory)."""
-        h, w = self.latent_size
-        lat_index = segment.frame_index
-        B, L = segment.latents.shape[:2]
-        need_full = self.cfg.memory == "rgb"
-        depth_full = static_full = None
+    def _geometry_source(self, segment) -> str:
+        """Where the depth and static mask of a step's writes come from (one decision):
+
+        * ``"segment"``: the world model's own output for the segment. With
+          ``depth_source='scene'`` only from a model that draws the scene
+          (its depth is then the scene's truth on the latent grid), and not
+          for the pixel memory, which needs the truth at full resolution.
+        * ``"scene"``: the scene's ground truth at each written frame's pose and
+          time (``depth_source='scene'`` otherwise).
+        * ``"estimate"``: the world model's geometry head on the generated
+          latents and their decoded frames (a model without depth output).
+        """
         if self.depth_from_scene:
-            if segment.depth is not None and self.world_model.needs_scene and not need_full:
-                depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
-            else:
-                renders = [[self._render_truth(ep.scene, paths[b, int(k)], float(times[b, int(k)])) for k in lat_index]
-                           for b, ep in enumerate(eps)]
-                depth_full = torch.stack([torch.stack([torch.from_numpy(r["depth"]) for r in row]) for row in renders])
-                static_full = torch.stack([torch.stack([torch.from_numpy(r["static"]) for r in row]) for row in renders])
-                depth, static = depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)
+            from_model = segment.depth is not None and self.world_model.needs_scene and self.cfg.memory != "rgb"
+            return "segment" if from_model else "scene"
+        return "segment" if segment.depth is not None else "estimate"
+
+    def _write_geometry(self, eps, segment, paths, times, frames_f):
+        """Depth and static mask (B, L, h, w) for each written latent frame, and
+        at full resolution (B, L, H, W) for the pixel memory (else None), from
+        the source :meth:`_geometry_source` names."""
+        source = self._geometry_source(segment)
+        if source == "scene":
+            return self._scene_geometry(eps, paths, times, segment.frame_index)
+        if source == "segment":
+            depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
         else:
-            if segment.depth is not None:
-                depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
-            else:
-                lat = segment.latents.flatten(0, 1)
-                imgs = frames_f[:, lat_index].flatten(0, 1)
-                d, s = self.world_model.estimate_geometry(lat, imgs)
-                depth, static = d.cpu().unflatten(0, (B, L)), (s.cpu() > 0.5).unflatten(0, (B, L))
-            if need_full:
-                depth_full, static_full = self._full_resolution(depth, static)
+            depth, static = self._estimated_geometry(segment, frames_f)
+        depth_full, static_full = self._full_resolution(depth, static) if self.cfg.memory == "rgb" else (None, None)
         return depth, static, depth_full, static_full
+
+    def _scene_geometry(self, eps, paths, times, lat_index):
+        """The scene's ground truth at the written frames' poses: rendered at
+        full resolution, and pooled onto the latent grid."""
+        h, w = self.latent_size
+        renders = [[self._render_truth(ep.scene, paths[b, int(k)], float(times[b, int(k)])) for k in lat_index]
+                   for b, ep in enumerate(eps)]
+        depth_full = torch.stack([torch.stack([torch.from_numpy(r["depth"]) for r in row]) for row in renders])
+        static_full = torch.stack([torch.stack([torch.from_numpy(r["static"]) for r in row]) for row in renders])
+        return depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w), depth_full, static_full
+
+    def _estimated_geometry(self, segment, frames_f):
+        """The world model's geometry head on the written latents and their decoded frames."""
+        B, L = segment.latents.shape[:2]
+        lat = segment.latents.flatten(0, 1)
+        imgs = frames_f[:, segment.frame_index].flatten(0, 1)
+        d, s = self.world_model.estimate_geometry(lat, imgs)
+        return d.cpu().unflatten(0, (B, L)), (s.cpu() > 0.5).unflatten(0, (B, L))
 
     def _full_resolution(self, depth: torch.Tensor, static: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A latent-grid estimate (..., h, w) spread over its pixels (..., H, W),
