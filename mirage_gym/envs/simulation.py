@@ -14,7 +14,6 @@ One step, for every stepped episode at once (docs/design.md):
 from __future__ import annotations
 
 import copy
-import json
 import math
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -35,15 +34,11 @@ from ..scenes import HELD_OUT_SEED_START, NoSpaceForGoals, ProceduralRoom
 from .actions import AgentState, MotionConfig, move_body
 from .config import EnvConfig
 from .coverage import CoverageMap
+from . import snapshot
+from .snapshot import STATE_FREE_FIELDS, STATE_VERSION  # noqa: F401 (re-exported: the snapshot format's names)
 from .tasks import Task, make_task
 from .threads import env_threads, intra_op_threads
 
-# 2: snapshots carry the weights digest and are checked against the env's config
-STATE_VERSION = 2
-# Config fields a snapshot may differ in from the env it is restored into:
-# they change neither the episode nor what comes next (world_model is
-# compared by the weights digest instead of its spelling).
-STATE_FREE_FIELDS = ("device", "render_size", "return_gt", "world_model", "obs_size")
 # Coverage (the explore reward) is counted on its own ground-truth view, one ray
 # per COVERAGE_STRIDE x COVERAGE_STRIDE pixels of the observation, rendered from
 # the scene at the step's last pose and time. It never reads what the world
@@ -404,7 +399,7 @@ class MirageSimulation:
         )
         segment = self.world_model.generate(request)
         # (B, K, 3, H, W) float frames, only where they are read: to make uint8 frames, or a model's depth estimate
-        needs_float = segment.rgb is None or (not self.depth_from_scene and segment.depth is None)
+        needs_float = segment.rgb is None or self._geometry_source(segment) == "estimate"
         frames_f = self.world_model.decode_segment(segment, K) if needs_float else None
         if segment.rgb is not None:  # the model's exact images (the oracle's renders)
             frames = segment.rgb
@@ -464,34 +459,54 @@ class MirageSimulation:
         return latent, mask[:, 0].unflatten(0, (B, K)).to(self.device), depth.to(self.device), \
             observed[:, 0].unflatten(0, (B, K)).to(self.device)
 
-    def _write_geometry(self, eps, segment, paths, times, frames_f):
-        """Depth and static mask for each written latent frame (and at full
-        resolution for the pixel memory)."""
-        h, w = self.latent_size
-        lat_index = segment.frame_index
-        B, L = segment.latents.shape[:2]
-        need_full = self.cfg.memory == "rgb"
-        depth_full = static_full = None
+    def _geometry_source(self, segment) -> str:
+        """Where the depth and static mask of a step's writes come from (one decision):
+
+        * ``"segment"``: the world model's own output for the segment. With
+          ``depth_source='scene'`` only from a model that draws the scene
+          (its depth is then the scene's truth on the latent grid), and not
+          for the pixel memory, which needs the truth at full resolution.
+        * ``"scene"``: the scene's ground truth at each written frame's pose and
+          time (``depth_source='scene'`` otherwise).
+        * ``"estimate"``: the world model's geometry head on the generated
+          latents and their decoded frames (a model without depth output).
+        """
         if self.depth_from_scene:
-            if segment.depth is not None and self.world_model.needs_scene and not need_full:
-                depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
-            else:
-                renders = [[self._render_truth(ep.scene, paths[b, int(k)], float(times[b, int(k)])) for k in lat_index]
-                           for b, ep in enumerate(eps)]
-                depth_full = torch.stack([torch.stack([torch.from_numpy(r["depth"]) for r in row]) for row in renders])
-                static_full = torch.stack([torch.stack([torch.from_numpy(r["static"]) for r in row]) for row in renders])
-                depth, static = depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w)
+            from_model = segment.depth is not None and self.world_model.needs_scene and self.cfg.memory != "rgb"
+            return "segment" if from_model else "scene"
+        return "segment" if segment.depth is not None else "estimate"
+
+    def _write_geometry(self, eps, segment, paths, times, frames_f):
+        """Depth and static mask (B, L, h, w) for each written latent frame, and
+        at full resolution (B, L, H, W) for the pixel memory (else None), from
+        the source :meth:`_geometry_source` names."""
+        source = self._geometry_source(segment)
+        if source == "scene":
+            return self._scene_geometry(eps, paths, times, segment.frame_index)
+        if source == "segment":
+            depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
         else:
-            if segment.depth is not None:
-                depth, static = segment.depth.cpu(), segment.static.cpu() > 0.5
-            else:
-                lat = segment.latents.flatten(0, 1)
-                imgs = frames_f[:, lat_index].flatten(0, 1)
-                d, s = self.world_model.estimate_geometry(lat, imgs)
-                depth, static = d.cpu().unflatten(0, (B, L)), (s.cpu() > 0.5).unflatten(0, (B, L))
-            if need_full:
-                depth_full, static_full = self._full_resolution(depth, static)
+            depth, static = self._estimated_geometry(segment, frames_f)
+        depth_full, static_full = self._full_resolution(depth, static) if self.cfg.memory == "rgb" else (None, None)
         return depth, static, depth_full, static_full
+
+    def _scene_geometry(self, eps, paths, times, lat_index):
+        """The scene's ground truth at the written frames' poses: rendered at
+        full resolution, and pooled onto the latent grid."""
+        h, w = self.latent_size
+        renders = [[self._render_truth(ep.scene, paths[b, int(k)], float(times[b, int(k)])) for k in lat_index]
+                   for b, ep in enumerate(eps)]
+        depth_full = torch.stack([torch.stack([torch.from_numpy(r["depth"]) for r in row]) for row in renders])
+        static_full = torch.stack([torch.stack([torch.from_numpy(r["static"]) for r in row]) for row in renders])
+        return depth_to_grid(depth_full, h, w), mask_to_grid(static_full, h, w), depth_full, static_full
+
+    def _estimated_geometry(self, segment, frames_f):
+        """The world model's geometry head on the written latents and their decoded frames."""
+        B, L = segment.latents.shape[:2]
+        lat = segment.latents.flatten(0, 1)
+        imgs = frames_f[:, segment.frame_index].flatten(0, 1)
+        d, s = self.world_model.estimate_geometry(lat, imgs)
+        return d.cpu().unflatten(0, (B, L)), (s.cpu() > 0.5).unflatten(0, (B, L))
 
     def _full_resolution(self, depth: torch.Tensor, static: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A latent-grid estimate (..., h, w) spread over its pixels (..., H, W),
@@ -572,145 +587,32 @@ class MirageSimulation:
             "torch_rng": ep.generator.get_state(),
         })
 
-    def _check_state_config(self, state: dict) -> None:
-        """The snapshot must come from an env like this one: the same config
-        (bar STATE_FREE_FIELDS) and the same world-model weights."""
-        theirs = state["config"]
-        if not isinstance(theirs, dict):
-            raise ValueError(f"snapshot 'config' must be the env config dict, got {type(theirs).__name__}; "
-                             "pass the unmodified dict returned by env.unwrapped.get_state()")
-
-        def plain(value):  # tuples and lists alike, numbers as JSON writes them
-            return json.loads(json.dumps(value, default=str))
-
-        ours = self.cfg.to_dict()
-        differ = sorted(k for k in ours if k not in STATE_FREE_FIELDS and plain(theirs.get(k, "<missing>")) != plain(ours[k]))
-        try:  # None: the world model's native size (the weights digest below checks it is this model)
-            size = EnvConfig(obs_size=theirs.get("obs_size")).image_size or tuple(self.world_model.image_size)
-        except (TypeError, ValueError, IndexError):
-            size = None
-        if size is None or tuple(size) != tuple(self.image_size):
-            differ.append("obs_size")
-        if differ:
-            shown = ", ".join(f"{k}={theirs.get(k, '<missing>')!r} (this env: {ours[k]!r})" for k in differ[:6])
-            raise ValueError(f"snapshot was taken in an env with other settings: {shown}; restore it into an env made "
-                             "with the same arguments (the snapshot's 'config' lists them)")
-        digest = self.world_model.weights_digest()
-        if state["weights"] != digest:
-            raise ValueError(f"snapshot was taken with other world-model weights (digest {str(state['weights'])[:12]}..., "
-                             f"this env's {digest[:12]}...); restore it into an env made with the same world_model")
-
-    def _check_agent(self, scene, agent) -> AgentState:
-        fix = "pass the unmodified dict returned by env.unwrapped.get_state()"
-        if not isinstance(agent, (list, tuple)) or len(agent) != 5 or \
-                not all(isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) and math.isfinite(v) for v in agent):
-            raise ValueError(f"snapshot agent must be 5 finite numbers [x, y, z, yaw, pitch], got {agent!r}; {fix}")
-        x, y, z, yaw, pitch = (float(v) for v in agent)
-        if max(abs(x), abs(y)) > limits.POSITION_BOUND or abs(z - scene.eye_height) > 1e-6:
-            raise ValueError(f"snapshot agent position {[x, y, z]} is not at eye height ({scene.eye_height} m) within "
-                             f"+-{limits.POSITION_BOUND:g} m; {fix}")
-        if abs(pitch) > math.radians(self.cfg.max_pitch_deg) + 1e-9:
-            raise ValueError(f"snapshot agent pitch {math.degrees(pitch):.1f} deg exceeds max_pitch_deg={self.cfg.max_pitch_deg}; {fix}")
-        if not scene.is_free(np.array([x, y, z])):
-            raise ValueError(f"snapshot agent position {[x, y]} is not free space in scene {scene.seed} (inside a wall or "
-                             f"furniture); {fix}")
-        return AgentState(x, y, z, yaw, pitch)
-
     @env_threads
     def set_state(self, index: int, state: dict) -> None:
         """Restore a snapshot from get_state(). Validate fully, then apply:
         the snapshot must come from an env with the same config and weights,
         and every value is checked (types, shapes, finite, in range, the agent
-        in free space) and every object rebuilt first; on any problem it
-        raises ValueError and the episode is unchanged."""
-        required = {"version", "config", "weights", "scene_seed", "agent", "time", "steps", "room_episodes", "memory", "coverage",
-                    "task", "context_latent", "context_c2w", "last_rgb", "np_rng", "torch_rng"}
-        if not isinstance(state, dict) or not required <= set(state):
-            if isinstance(state, dict) and state.get("version") not in (None, STATE_VERSION):
-                raise ValueError(f"snapshot version {state['version']!r} does not match this env's version {STATE_VERSION}; "
-                                 "take a new snapshot with this version of mirage_gym")
-            missing = sorted(required - set(state)) if isinstance(state, dict) else sorted(required)
-            raise ValueError(f"not a MirageRoom snapshot (missing {missing}); pass the dict returned by env.unwrapped.get_state()")
-        if state["version"] != STATE_VERSION:
-            raise ValueError(f"snapshot version {state['version']!r} does not match this env's version {STATE_VERSION}")
-        C, (h, w) = self.latent_channels, self.latent_size
-        H, W = self.image_size
-        fix = "pass the unmodified dict returned by env.unwrapped.get_state() of an env with the same settings"
-
-        def tensor(name, shape, bound):
-            value = state[name]
-            if not isinstance(value, torch.Tensor) or not value.is_floating_point() or tuple(value.shape) != shape:
-                got = f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}"
-                raise ValueError(f"snapshot {name!r} must be a float torch.Tensor of shape {shape}, got {got}; {fix}")
-            if not bool(torch.isfinite(value).all()):
-                raise ValueError(f"snapshot {name!r} contains NaN or inf; {fix}")
-            if float(value.abs().max()) > bound:
-                raise ValueError(f"snapshot {name!r} has values beyond +-{bound:g}; {fix}")
-            return value
-
-        if isinstance(state["context_latent"], torch.Tensor) and state["context_latent"].ndim == 3 \
-                and tuple(state["context_latent"].shape) != (C, h, w):
-            raise ValueError(f"snapshot has context latent {tuple(state['context_latent'].shape)}, this env's world model uses {(C, h, w)}: "
-                             "restore a snapshot taken with the same world model and obs_size")
-        if (state["memory"] is None) != (self.cfg.memory == "none") or (state["coverage"] is None) != (self.cfg.task != "explore"):
-            raise ValueError("snapshot was taken with a different memory or task setting than this env's")
-        if (state["scene_seed"] is None) != (self.cfg.scene is not None):
-            raise ValueError("snapshot was taken in a photo scene and this env runs procedural rooms, or the other way round")
-        self._check_state_config(state)
-        tensor("context_latent", (C, h, w), limits.LATENT_BOUND)
-        c2w = tensor("context_c2w", (4, 4), limits.POSITION_BOUND)
-        rotation = c2w[:3, :3].double()
-        if not torch.allclose(rotation @ rotation.T, torch.eye(3, dtype=torch.float64), atol=1e-4) or \
-                not torch.equal(c2w[3], torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=c2w.dtype)):
-            raise ValueError(f"snapshot 'context_c2w' is not a rigid camera-to-world pose; {fix}")
-        seed = state["scene_seed"]
-        if seed is not None and not limits.is_int(seed, 0):
-            raise ValueError(f"snapshot scene_seed must be a non-negative int, got {seed!r}; {fix}")
-        limits.bounded_float("snapshot 'time'", state["time"], 0.0, limits.MAX_SCENE_TIME, "seconds of scene time")
-        limits.bounded_int("snapshot 'steps'", state["steps"], 0, limits.MAX_EPISODE_STEPS, "steps of the episode")
-        limits.bounded_int("snapshot 'room_episodes'", state["room_episodes"], 0, limits.MAX_EPISODE_STEPS, "episodes in this room")
-        rgb = state["last_rgb"]
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.shape != (H, W, 3):
-            raise ValueError(f"snapshot last_rgb must be a uint8 array of shape {(H, W, 3)}, got "
-                             f"{type(rgb).__name__} {getattr(rgb, 'dtype', '')} {getattr(rgb, 'shape', '')}; {fix}")
-        seen = None if state["coverage"] is None else (state["coverage"].get("seen") if isinstance(state["coverage"], dict) else None)
-        if state["coverage"] is not None and not (isinstance(seen, torch.Tensor) and seen.dtype == torch.int64 and seen.ndim == 1):
-            raise ValueError(f"snapshot coverage must be {{'seen': int64 tensor (N,)}}; {fix}")
-
+        in free space; :mod:`.snapshot`) and every object rebuilt first; on any
+        problem it raises ValueError and the episode is unchanged."""
+        snapshot.check(state, self.cfg, latent_shape=(self.latent_channels, *self.latent_size), image_size=self.image_size,
+                       native_size=tuple(self.world_model.image_size), weights=self.world_model.weights_digest())
         state = copy.deepcopy(state)
         ep = self.episodes[index]
-        try:
-            scene = self._scene(ep.scene, seed)
-            agent = self._check_agent(scene, state["agent"])
-            memory = self._new_memory()
-            if memory is not None:
-                ours = memory.settings()
-                theirs = state["memory"] if isinstance(state["memory"], dict) else {}
-                differ = [k for k in ours if theirs.get(k, "<missing>") != ours[k]]
-                if differ:
-                    raise ValueError("memory settings differ from this env's: " + ", ".join(
-                        f"{k}={theirs.get(k, '<missing>')!r} (this env: {ours[k]!r})" for k in differ))
-                memory.load_state_dict(state["memory"])
-                if memory.channels not in (None, C if self.cfg.memory == "latent" else 3):
-                    raise ValueError(f"memory holds {memory.channels}-channel features, this env's model uses {C}")
+        with snapshot.restoring():
+            scene = self._scene(ep.scene, state["scene_seed"])
+            agent = snapshot.check_agent(scene, state["agent"], self.cfg.max_pitch_deg)
+            memory = self._restore_memory(state["memory"])
             coverage = None
             if state["coverage"] is not None:
                 coverage = CoverageMap(scene, self.cfg.voxel_size)
                 coverage.load_state_dict(state["coverage"])
             task = make_task(self.cfg)
-            if self.cfg.task in ("goal", "objectgoal"):
-                task.load_state_dict(state["task"], scene)
-            else:
-                task.load_state_dict(state["task"])
-            if not all(math.isfinite(v) for v in vars(task).values() if isinstance(v, float)):
-                raise ValueError(f"task state {state['task']!r} holds NaN or inf")
+            task.load_state_dict(state["task"], scene)
+            snapshot.check_task(task, state["task"])
             rng = np.random.default_rng()
             rng.bit_generator.state = state["np_rng"]
             generator = torch.Generator(device=self.device)
             generator.set_state(state["torch_rng"])
-        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, StopIteration) as err:
-            detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
-            raise ValueError(f"snapshot cannot be restored ({detail}); {fix}") from err
         # ---- all checked and built; nothing below can fail
         ep.scene, ep.memory, ep.coverage, ep.task, ep.agent = scene, memory, coverage, task, agent
         ep.time, ep.steps, ep.room_episodes = float(state["time"]), int(state["steps"]), int(state["room_episodes"])
@@ -719,3 +621,14 @@ class MirageSimulation:
         ep.last_rgb = state["last_rgb"]
         ep.rng.bit_generator.state = rng.bit_generator.state
         ep.generator = generator
+
+    def _restore_memory(self, saved):
+        """A new memory of this env's settings holding the snapshot's ``saved`` state (None: no memory)."""
+        memory = self._new_memory()
+        if memory is None:
+            return None
+        snapshot.check_memory_settings(memory.settings(), saved)
+        memory.load_state_dict(saved)
+        snapshot.check_memory_channels(memory.channels, self.latent_channels if self.cfg.memory == "latent" else 3,
+                                       self.latent_channels)
+        return memory

@@ -59,8 +59,9 @@ class Task:
     def state_dict(self) -> dict:
         return {}
 
-    def load_state_dict(self, state: dict) -> None:
-        pass
+    def load_state_dict(self, state: dict, scene) -> None:
+        """Restore :meth:`state_dict` in ``scene``, the room the snapshot was
+        taken in (a task with targets looks them up there; the others ignore it)."""
 
 
 class ExploreTask(Task):
@@ -105,9 +106,9 @@ class GoalTask(Task):
     def state_dict(self):
         return {"target": None if self.target is None else self.target.name, "distance": self.distance}
 
-    def load_state_dict(self, state, scene=None):
+    def load_state_dict(self, state, scene):
         self.distance = float(state["distance"])
-        if scene is not None and state["target"] is not None:
+        if state["target"] is not None:
             target = next((o for o in scene.objects if o.name == state["target"]), None)
             if target is None:
                 raise ValueError(f"goal target {state['target']!r} is not an object of scene {scene.seed}; "
@@ -175,16 +176,15 @@ class ObjectGoalTask(Task):
     def state_dict(self):
         return {"target": None if self.target is None else self.target.name, "potential": self.potential}
 
-    def load_state_dict(self, state, scene=None):
+    def load_state_dict(self, state, scene):
         self.potential = float(state["potential"])
-        if scene is not None:
-            self._bind(scene)
-            names = [o.name for o in self.objects]
-            if state["target"] not in names:
-                raise ValueError(f"objectgoal target {state['target']!r} is not a goal object of scene {scene.seed}; "
-                                 "restore a snapshot taken in the same room")
-            self.target_index = names.index(state["target"])
-            self.target = self.objects[self.target_index]
+        self._bind(scene)
+        names = [o.name for o in self.objects]
+        if state["target"] not in names:
+            raise ValueError(f"objectgoal target {state['target']!r} is not a goal object of scene {scene.seed}; "
+                             "restore a snapshot taken in the same room")
+        self.target_index = names.index(state["target"])
+        self.target = self.objects[self.target_index]
 
 
 def goal_space(task: str) -> spaces.MultiDiscrete:
