@@ -99,19 +99,21 @@ def test_rollout_samples_condition_on_the_models_own_frames():
 def test_gpu_trainer_runs_on_the_cpu_resumes_and_exports_weights_the_env_loads(tmp_path):
     """`mirage-gym train gpu` at smoke size on the CPU: workers render, the
     trainer stops after its steps, a second run resumes the step count, and
-    the exported folder (with the pin it trained with) runs in the env."""
+    the exported folder (with the pin and the UNet size it trained with,
+    a fresh UNet of another size than the shipped one) runs in the env."""
     from mirage_gym.models.tiny.pipeline import PINNING_OFF
     from mirage_gym.training import train_gpu
 
     args = train_gpu.GpuArgs(out_dir=str(tmp_path / "gpu"), device="cpu", batch_size=4, workers=1, trajectory_length=2,
-                             run_steps=2, eval_trajectories=1, budget_s=300, memory_pin=PINNING_OFF)
+                             run_steps=2, eval_trajectories=1, budget_s=300, memory_pin=PINNING_OFF,
+                             unet_channels=(16, 32, 48), init_from="")
     first = train_gpu.main(args)
     second = train_gpu.main(args)
     assert (first["step"], second["step"]) == (2, 4)
     assert np.isfinite(second["psnr_all"]) and 0 <= second["edge_ratio"] < 10
     assert json.loads((tmp_path / "gpu" / "checkpoint" / "state.json").read_text())["step"] == 4
     wm = load_world_model(str(tmp_path / "gpu" / "weights"))
-    assert wm.sampler.pin == PINNING_OFF
+    assert wm.sampler.pin == PINNING_OFF and tuple(wm.cfg.unet_channels) == (16, 32, 48)
     env = gym.make("MirageRoom-v0", world_model=wm)
     env.reset(seed=0)
     obs, *_ = env.step(Action.FORWARD)

@@ -42,7 +42,7 @@ from .train_denoiser import SAMPLE_KEYS, DenoiserWithCritic, LatentCritic, Sampl
 class GpuArgs:
     out_dir: str = "runs/gpu"
     vae_dir: str = str(DEFAULT_WEIGHTS)  # frozen VAE, geometry head and latent statistics (a weights folder)
-    init_from: str = str(DEFAULT_WEIGHTS)  # the UNet a fresh run starts from (ignored when resuming)
+    init_from: str = str(DEFAULT_WEIGHTS)  # the UNet a fresh run starts from (empty: a fresh one; ignored when resuming)
     budget_s: float = 540.0  # wall-clock seconds this run may take, start-up to the written weights
     reserve_s: float = 90.0  # of the budget, kept for the checkpoint, export and evaluation
     device: str = "cuda"
@@ -101,7 +101,8 @@ def main(args: GpuArgs) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     state = load_checkpoint(out / "checkpoint", model, optimizer)
     if state is None:
-        unet.load_state_dict(denoiser_state_dict(args.init_from))
+        if args.init_from:  # empty: a fresh UNet (another size than the shipped one)
+            unet.load_state_dict(denoiser_state_dict(args.init_from))
         state = {"step": 0, "elapsed_s": 0.0, "samples_seen": 0}
     model.to(device)
     for group in optimizer.state.values():  # moments restored on the CPU follow the model
