@@ -35,7 +35,6 @@ from .actions import AgentState, MotionConfig, move_body
 from .config import EnvConfig
 from .coverage import CoverageMap
 from . import snapshot
-from .snapshot import STATE_FREE_FIELDS, STATE_VERSION  # noqa: F401 (re-exported: the snapshot format's names)
 from .tasks import Task, make_task
 from .threads import env_threads, intra_op_threads
 
@@ -569,7 +568,7 @@ class MirageSimulation:
         if ep.agent is None:
             raise RuntimeError("get_state() before reset(): there is no episode to snapshot")
         return copy.deepcopy({
-            "version": STATE_VERSION,
+            "version": snapshot.STATE_VERSION,
             "config": self.cfg.to_dict(),
             "weights": self.world_model.weights_digest(),
             "scene_seed": ep.scene.seed,

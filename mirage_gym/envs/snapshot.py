@@ -4,10 +4,11 @@ config, its sizes, the world model's weights digest, the snapshot's room).
 Each raises ValueError naming the field and the fix; none changes anything.
 
 :func:`check` runs every check that needs only the dict and the env's
-settings; :func:`check_agent`, :func:`check_memory` and :func:`check_task`
-need the room and the objects rebuilt from the snapshot, and run while
-``set_state`` builds them (inside :func:`restoring`, which turns any error
-of that phase into one ValueError).
+settings; :func:`check_agent`, :func:`check_memory_settings`,
+:func:`check_memory_channels` and :func:`check_task` need the room and the
+objects rebuilt from the snapshot, and run while ``set_state`` builds them
+(inside :func:`restoring`, which turns any error of that phase into one
+ValueError).
 """
 
 from __future__ import annotations

@@ -140,7 +140,7 @@ class SampleMaker:
         memory = LatentSpatialMemory(voxel_size=self.env_cfg.voxel_size, capacity=self.env_cfg.memory_capacity,
                                      update=self.env_cfg.memory_update)
         memory.write(latents[0], depth[0], self.K_latent, poses[0], static_mask=static[0], observed=True)
-        out = {k: [] for k in ("context", "memory", "mask", "observed", "plucker", "target", "index")}
+        out = {k: [] for k in (*SAMPLE_KEYS, "index")}
         context_index = 0
         for s in range(length):
             frames = list(range(1 + s * K, 1 + (s + 1) * K))
