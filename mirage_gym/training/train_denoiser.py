@@ -132,8 +132,7 @@ class SampleMaker:
         depth, static = self._geometry(latents, views, slice(None))
         if rollout is not None:
             generated = latents.clone()  # frames after the start are overwritten segment by segment
-            seed = int(rng.integers(2**31))
-            trajectory_noise = torch.randn(latents.shape[1:], generator=torch.Generator().manual_seed(seed))
+            noise_source = torch.Generator().manual_seed(int(rng.integers(2**31)))  # one draw per segment, as in the env
         else:
             generated = latents + (GENERATED_NOISE * torch.randn_like(latents) if noise else 0)
         generated[0] = latents[0]  # the start frame is a real image in the env too
@@ -152,8 +151,8 @@ class SampleMaker:
             plucker = plucker_rays(self.K_latent, rel, grid, grid)
             contexts = context[None].expand(K, -1, -1, -1)
             if rollout is not None:
-                generated[frames] = rollout(contexts, view.latent, view.mask, plucker, trajectory_noise.expand(K, -1, -1, -1),
-                                            observed=view.observed)
+                segment_noise = torch.randn(latents.shape[1:], generator=noise_source).expand(K, -1, -1, -1)
+                generated[frames] = rollout(contexts, view.latent, view.mask, plucker, segment_noise, observed=view.observed)
                 depth[frames], static[frames] = self._geometry(generated[frames], views, frames)
             out["context"].append(contexts)
             out["memory"].append(view.latent)

@@ -85,9 +85,9 @@ class TinyWorldModel(WorldModel):
         """All K frames of a segment in one batched sampling run, as a video
         model generates a chunk: every frame is conditioned on the segment's
         context frame, the memory warped to its own pose and its camera motion
-        relative to the context camera. The K frames share one noise draw per
-        episode, which keeps content the memory does not pin down consistent
-        across the segment."""
+        relative to the context camera. The K frames share one noise draw (from
+        their episode's generator, a new draw each segment), which keeps
+        content the memory does not pin down consistent across the segment."""
         B, K = request.batch_size, request.num_frames
         h, w = self.latent_size
         C = self.latent_channels
