@@ -69,7 +69,8 @@ def test_train_every_stage_then_export_and_run(tmp_path, monkeypatch):
 def test_rollout_samples_condition_on_the_models_own_frames():
     """With a rollout sampler, each segment's context is the last frame the
     model generated for the previous segment (as in the env), not an
-    encoding, while the target stays the encoded ground truth."""
+    encoding, while the target stays the encoded ground truth; each segment
+    draws its own noise map, shared by its K frames (as the env draws it)."""
     from mirage_gym.models.tiny.config import TinyConfig
     from mirage_gym.models.tiny.world_model import make_sampler
     from mirage_gym.models.tiny.world_model import build_networks
@@ -79,15 +80,18 @@ def test_rollout_samples_condition_on_the_models_own_frames():
     nets = build_networks(cfg)
     maker = train_denoiser.SampleMaker(nets["vae"].eval(), None, cfg)
     sampler = make_sampler(nets["denoiser"].eval(), cfg, steps=1)
-    generated = []
+    generated, noises = [], []
 
     def recording_sampler(*inputs, **named):
+        noises.append(inputs[4])
         generated.append(sampler(*inputs, **named))
         return generated[-1]
 
     s = maker(np.random.default_rng(0), 3, rollout=recording_sampler)
     assert len(generated) == 3  # one sampling run per segment
     K = generated[0].shape[0]
+    assert all(torch.equal(n[0], n[-1]) for n in noises)  # one draw per segment
+    assert not torch.allclose(noises[0][0], noises[1][0]) and not torch.allclose(noises[1][0], noises[2][0])
     for segment in (1, 2):
         context = s["context"][segment * K]
         assert torch.equal(context, generated[segment - 1][-1])
