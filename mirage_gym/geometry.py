@@ -451,20 +451,28 @@ def mask_to_grid(mask, height: int, width: int) -> torch.Tensor:
     return blocks.all(dim=(-1, -3))
 
 
+def ray_directions(K, c2w, height: int, width: int) -> torch.Tensor:
+    """Unit directions (..., h, w, 3), in the frame ``c2w`` maps to, of the rays
+    through the pixel centres of a camera with intrinsics ``K`` (at h x w) and
+    pose(s) ``c2w`` (4, 4) or (..., 4, 4)."""
+    K = check_intrinsics(K)
+    c2w = check_pose(c2w)
+    uv = pixel_centers(height, width, device=c2w.device)
+    x = (uv[..., 0] - K[0, 2]) / K[0, 0]
+    y = (uv[..., 1] - K[1, 2]) / K[1, 1]
+    dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (h, w, 3) camera frame
+    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+    return torch.einsum("...ij,hwj->...hwi", c2w[..., :3, :3], dirs)
+
+
 def plucker_rays(K, c2w_rel, height: int, width: int) -> torch.Tensor:
     """Plücker coordinates (6, h, w) of the rays of a camera with intrinsics
     ``K`` (at h x w) and pose ``c2w_rel`` expressed in a reference camera's
     frame: per pixel (d, o x d) with d the unit ray direction and o the
     camera centre. Batched poses (B, 4, 4) give (B, 6, h, w). A standard
     dense encoding of relative camera motion for a convolutional network."""
-    K = check_intrinsics(K)
     c2w_rel = check_pose(c2w_rel)
-    uv = pixel_centers(height, width, device=c2w_rel.device)
-    x = (uv[..., 0] - K[0, 2]) / K[0, 0]
-    y = (uv[..., 1] - K[1, 2]) / K[1, 1]
-    dirs = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (h, w, 3) camera frame
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    d = torch.einsum("...ij,hwj->...hwi", c2w_rel[..., :3, :3], dirs)  # (..., h, w, 3)
+    d = ray_directions(K, c2w_rel, height, width)  # (..., h, w, 3)
     o = c2w_rel[..., None, None, :3, 3].expand_as(d)
     m = torch.linalg.cross(o, d, dim=-1)
     return torch.cat([d, m], dim=-1).movedim(-1, -3)

@@ -27,7 +27,7 @@ from ..geometry import (camera_path, depth_to_grid, intrinsics_from_fov, mask_to
                         yaw_pitch_from_pose)
 from .. import limits
 from ..images import to_model, to_uint8
-from ..memory import LatentSpatialMemory, RGBPointCloudMemory
+from ..memory import LatentSpatialMemory, RGBPointCloudMemory, memory_prior
 from ..models import SegmentRequest, load_world_model
 from ..models.safe_loading import refuse_pickles
 from ..scenes import HELD_OUT_SEED_START, NoSpaceForGoals, ProceduralRoom
@@ -389,12 +389,13 @@ class MirageSimulation:
             mem_latent, mem_mask, mem_depth, mem_observed = self._read_batch(eps, paths_t)
         else:  # nobody would look at the read (the oracle renders ground truth)
             mem_latent = mem_mask = mem_depth = mem_observed = None
+        prior = self._prior_batch(eps, paths_t) if self.world_model.uses_room_prior else None
         request = SegmentRequest(
             c2w=paths_t.to(self.device), K=self.K_image, context_latent=torch.stack([ep.context_latent for ep in eps]),
             context_c2w=torch.stack([ep.context_c2w for ep in eps]).to(self.device),
             memory_latent=mem_latent, memory_mask=mem_mask, memory_depth=mem_depth, memory_observed=mem_observed, times=times_t,
             scenes=[ep.scene for ep in eps], generators=[ep.generator for ep in eps],
-            geometry_view=self.coverage_view if any(ep.coverage is not None for ep in eps) else None,
+            geometry_view=self.coverage_view if any(ep.coverage is not None for ep in eps) else None, memory_prior=prior,
         )
         segment = self.world_model.generate(request)
         # (B, K, 3, H, W) float frames, only where they are read: to make uint8 frames, or a model's depth estimate
@@ -429,6 +430,21 @@ class MirageSimulation:
                     self._render_truth(ep.scene, paths_t[b, -1], ep.time)["rgb"]
             results.append(StepResult(self._obs(ep, frames[b, -1]), reward, terminated, info))
         return results
+
+    def _prior_batch(self, eps, paths):
+        """The room prior of each episode's memory at every target pose (memory/room_prior.py),
+        latent (B, K, C, h, w): zeros without a memory; the pixel memory's prior is made on
+        the latent grid in RGB, upsampled and encoded."""
+        B, K = paths.shape[:2]
+        h, w = self.latent_size
+        if self.cfg.memory == "none":
+            return torch.zeros(B, K, self.latent_channels, h, w, device=self.device)
+        priors = torch.stack([memory_prior(ep.memory, self.K_latent, paths[b], h, w) for b, ep in enumerate(eps)]).to(self.device)
+        if self.cfg.memory == "latent":
+            return priors
+        images = F.interpolate(priors.flatten(0, 1), size=self.image_size, mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            return self.world_model.encode(images).unflatten(0, (B, K))
 
     def _read_batch(self, eps, paths):
         """Memory warped to every target pose: latent (B,K,C,h,w), then mask,

@@ -380,6 +380,11 @@ class PointMemory:
         already in the storage dtype, T or None if unbatched, (H, W))."""
         raise NotImplementedError
 
+    @staticmethod
+    def model_values(features: torch.Tensor) -> torch.Tensor:
+        """Stored features (or an average of them) in the values the model works on (subclasses that quantise map back)."""
+        return features
+
     def _make_view(self, result: SplatResult, observed: torch.Tensor, batched: bool) -> MemoryView:
         """A view from a splat of the C feature channels and the observed share (B, h, w)."""
         raise NotImplementedError

@@ -106,11 +106,16 @@ class RGBPointCloudMemory(PointMemory):
             stored = stored[None]
         return stored, frames, (H, W)
 
+    @staticmethod
+    def model_values(features: torch.Tensor) -> torch.Tensor:
+        """Stored 0..255 values (or any average of them) in the model's [-1, 1]."""
+        return features / 127.5 - 1.0
+
     def _make_view(self, result: SplatResult, observed: torch.Tensor, batched: bool) -> RGBView:
         # Splatting averages the stored 0..255 values; map to [-1, 1] where covered
         # (an affine map commutes with the normalised average), keep holes at 0.
         covered = (result.mask > 0).unsqueeze(1)
-        rgb = torch.where(covered, result.features / 127.5 - 1.0, 0.0)
+        rgb = torch.where(covered, self.model_values(result.features), 0.0)
         if batched:
             return RGBView(rgb, result.mask, result.depth, observed)
         return RGBView(rgb[0], result.mask[0], result.depth[0], observed[0])

@@ -53,6 +53,9 @@ class SegmentRequest:
     #: the scene anyway (the oracle) returns that view of each episode's last
     #: frame in ``Segment.geometry``, traced in the same pass; others ignore it
     geometry_view: tuple | None = None
+    #: (B, K, C, h, w): the memory's room prior at each target pose (memory/room_prior.py),
+    #: given to a model whose ``uses_room_prior`` is True; None otherwise
+    memory_prior: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -102,6 +105,7 @@ class WorldModel(ABC):
     #: False if generate() never looks at request.memory_*: the env then skips
     #: the memory read of every step (the oracle renders ground truth instead)
     reads_memory: bool = True
+    uses_room_prior: bool = False  # the env adds SegmentRequest.memory_prior
 
     device: torch.device = torch.device("cpu")
 

@@ -59,11 +59,11 @@ def _init_record(folder: Path, name: str) -> dict:
     return {"folder": init, "steps": state["step"], "train_time_s": round(state.get("elapsed_s", 0.0))}
 
 
-def _trained_pin(folder: Path, default: float) -> float:
-    """The pin threshold a denoiser was trained with: its run's args, or its weights folder's config."""
+def _trained_setting(folder: Path, name: str, default):
+    """A sampler setting (``memory_pin``, ``room_prior``) a denoiser was trained with: its run's args, or its weights folder's config."""
     if is_weights_folder(folder):
-        return weights_config(folder).memory_pin
-    return float(run_args(folder).get("memory_pin", default))
+        return getattr(weights_config(folder), name)
+    return type(default)(run_args(folder).get(name, default))
 
 
 def _load_network(name: str, net, folder: Path) -> dict:
@@ -101,7 +101,8 @@ def main(args: ExportArgs) -> Path:
     folders = {name: Path(getattr(args, f"{name}_dir") or root / name) for name in ("vae", "geometry", "denoiser")}
     cfg = TinyConfig(**_denoiser_sizes(folders["denoiser"]))
     nets = build_networks(cfg)
-    cfg.memory_pin = args.memory_pin if args.memory_pin >= 0 else _trained_pin(folders["denoiser"], cfg.memory_pin)
+    cfg.memory_pin = args.memory_pin if args.memory_pin >= 0 else _trained_setting(folders["denoiser"], "memory_pin", cfg.memory_pin)
+    cfg.room_prior = _trained_setting(folders["denoiser"], "room_prior", cfg.room_prior)  # the UNet only knows the base it trained on
     record = {name: _load_network(name, net, folders[name]) for name, net in nets.items()}
     if is_weights_folder(folders["vae"]):  # the latent statistics travel with the VAE
         saved = weights_config(folders["vae"])

@@ -57,7 +57,7 @@ from ..envs.config import EnvConfig
 from ..eval.metrics import frame_scores
 from ..geometry import camera_path, depth_to_grid, intrinsics_from_fov, mask_to_grid, plucker_rays, relative_pose, scale_intrinsics
 from ..images import to_model, to_uint8
-from ..memory import LatentSpatialMemory
+from ..memory import LatentSpatialMemory, memory_prior
 from ..models.tiny.config import TinyConfig
 from ..models.tiny.networks import build_denoiser
 from ..models.tiny.pipeline import MemoryResidualSampler, NoiseLevels, condition, denoise, pinned_cells
@@ -70,7 +70,7 @@ from .pool import SamplePool
 GENERATED_NOISE = 0.05  # on latents written to memory after the start frame
 CONTEXT_NOISE = 0.15  # on the context latent of every segment but the first
 MEMORY_DROPOUT = 0.1
-SAMPLE_KEYS = ("context", "memory", "mask", "observed", "plucker", "target")  # what a training sample holds
+SAMPLE_KEYS = ("context", "memory", "mask", "observed", "prior", "plucker", "target")  # what a training sample holds
 
 
 @dataclass
@@ -90,6 +90,7 @@ class DenoiserArgs(LoopArgs):
     memory_pin: float = 0.5  # cells the sampler takes from memory, in training as at run time (pipeline.PINNING_OFF: none)
     unet_channels: tuple = (32, 64, 96)  # the UNet's width per level (a new run; --init-from needs the same sizes)
     unet_layers_per_block: int = 1
+    room_prior: bool = False  # the memory's room prior as the residual base in empty cells (memory/room_prior.py; a new design: --init-from works)
 
 
 class SampleMaker:
@@ -144,6 +145,7 @@ class SampleMaker:
         for s in range(length):
             frames = list(range(1 + s * K, 1 + (s + 1) * K))
             view = memory.read(self.K_latent, poses[frames], grid, grid)
+            prior = memory_prior(memory, self.K_latent, poses[frames], grid, grid) if cfg.room_prior else torch.zeros_like(view.latent)
             rel = relative_pose(poses[context_index][None].expand(K, 4, 4), poses[frames])
             context = generated[context_index]
             if noise and context_index > 0 and rollout is None:
@@ -152,12 +154,14 @@ class SampleMaker:
             contexts = context[None].expand(K, -1, -1, -1)
             if rollout is not None:
                 segment_noise = torch.randn(latents.shape[1:], generator=noise_source).expand(K, -1, -1, -1)
-                generated[frames] = rollout(contexts, view.latent, view.mask, plucker, segment_noise, observed=view.observed)
+                generated[frames] = rollout(contexts, view.latent, view.mask, plucker, segment_noise, observed=view.observed,
+                                            prior=prior)
                 depth[frames], static[frames] = self._geometry(generated[frames], views, frames)
             out["context"].append(contexts)
             out["memory"].append(view.latent)
             out["mask"].append(view.mask)
             out["observed"].append(view.observed)
+            out["prior"].append(prior)
             out["plucker"].append(plucker)
             out["target"].append(latents[frames])
             out["index"].append(torch.tensor(frames))
@@ -208,7 +212,7 @@ def denoiser_loss(model: DenoiserWithCritic, batch: dict, rng: np.random.Generat
     n = batch["target"].shape[0]
     mask = batch["mask"].clone()
     mask[torch.from_numpy(rng.random(n) < MEMORY_DROPOUT).to(mask.device)] = 0
-    memory, mask, observed, base = condition(batch["memory"], mask, batch["observed"], cfg.gap_support)  # the sampler's, exactly
+    memory, mask, observed, base = condition(batch["memory"], mask, batch["observed"], cfg.gap_support, batch["prior"])  # the sampler's
     residual = batch["target"] - base
     levels = NoiseLevels(sigma_max=cfg.sigma_max, sigma_min=cfg.sigma_min)
     sigma = levels.draw_training(n, cfg.denoise_steps, rng).to(residual.device)
@@ -253,7 +257,7 @@ def evaluate_denoiser(unet, maker: SampleMaker, count: int = 6) -> dict:
     for _ in range(count):
         s = maker(rng, 24, held_out=True, noise=False)
         noise = torch.randn(s["target"].shape, generator=g)
-        x0 = sampler(s["context"], s["memory"], s["mask"], s["plucker"], noise, observed=s["observed"])
+        x0 = sampler(s["context"], s["memory"], s["mask"], s["plucker"], noise, observed=s["observed"], prior=s["prior"])
         frames = to_uint8(maker.vae.decode(x0 * maker.std + maker.mean).sample.clamp(-1, 1))
         truth = s["rgb"][s["index"].numpy()]
         seen = F.interpolate(s["mask"][:, None], scale_factor=maker.cfg.downsample, mode="nearest")[:, 0] > 0.9
@@ -292,7 +296,7 @@ def evaluate_rollouts(unet, maker: SampleMaker, count: int = 4, length: int = 32
 def run_config(args) -> TinyConfig:
     """The config a run trains at: its pin threshold and UNet sizes (the rest comes with the frozen codec)."""
     return TinyConfig(memory_pin=args.memory_pin, unet_channels=tuple(args.unet_channels),
-                      unet_layers_per_block=args.unet_layers_per_block)
+                      unet_layers_per_block=args.unet_layers_per_block, room_prior=args.room_prior)
 
 
 def main(args: DenoiserArgs) -> dict:

@@ -61,6 +61,7 @@ class GpuArgs:
     memory_pin: float = 0.5  # cells the sampler takes from memory, in training and in the exported weights (pipeline.PINNING_OFF: none)
     unet_channels: tuple = (32, 64, 96)  # the UNet's width per level (another size: --init-from "" starts it fresh)
     unet_layers_per_block: int = 1
+    room_prior: bool = False  # the memory's room prior as the residual base in empty cells (memory/room_prior.py)
     seed: int = 0
 
 

@@ -26,6 +26,9 @@ class TinyConfig:
     # Cells between sparse memory tokens with at least this much coverage in
     # their 3x3 neighbourhood are filled from it (pipeline.close_gaps); None: off.
     gap_support: float | None = 1.5
+    # Where the memory is empty the residual's base is the memory's room prior
+    # (memory/room_prior.py) instead of zero. Weights trained without it keep False.
+    room_prior: bool = False
     # Per-channel statistics of the VAE's raw latents (measured after VAE training);
     # memory, denoiser and geometry head all work on normalised latents.
     latent_mean: list = field(default_factory=lambda: [0.0] * 8)
@@ -65,6 +68,8 @@ class TinyConfig:
             raise ValueError(f"image_size {self.image_size} must be a multiple of downsample {self.downsample}")
         bounded_int("denoise_steps", self.denoise_steps, 1, MAX_SAMPLER_STEPS, "sampler steps per frame")
         bounded_int("latent_channels", self.latent_channels, 1, 1024)
+        if not isinstance(self.room_prior, bool):
+            raise ValueError(f"room_prior must be true or false, got {self.room_prior!r}")
         for name in ("latent_mean", "latent_std"):
             values = getattr(self, name)
             if not isinstance(values, list) or len(values) != self.latent_channels:

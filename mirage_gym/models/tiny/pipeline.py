@@ -1,10 +1,11 @@
 """The sampling loop of the embedded model, kept apart from the networks.
 
 The UNet denoises the *residual over the warped memory*: the clean latent is
-x0 = base + r with base = mask * memory, so where the memory shows a surface
-the model only corrects the read (resampling blur, the seam between tokens
-written from different poses) and where it is empty it makes the content
-from the context frame and the camera motion.
+x0 = base + r with base = mask * memory (+ (1 - mask) * the room prior, for
+weights trained with it), so where the memory shows a surface the model only
+corrects the read (resampling blur, the seam between tokens written from
+different poses) and where it is empty it makes the content from the prior,
+the context frame and the camera motion.
 
 Noise levels and preconditioning (one home, shared by sampler and loss):
 
@@ -95,15 +96,19 @@ def denoise(unet: UNet2DModel, x: torch.Tensor, sigma: torch.Tensor, context, ba
     return c_skip * x + c_out * out
 
 
-def condition(memory: torch.Tensor, mask: torch.Tensor, observed: torch.Tensor, gap_support: float | None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def condition(memory: torch.Tensor, mask: torch.Tensor, observed: torch.Tensor, gap_support: float | None,
+              prior: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The conditioning shared by sampler and loss: gaps closed (the observed
-    share with the memory), then the residual base mask * memory.
-    memory (N, C, h, w), mask and observed (N, h, w). Returns (memory, mask, observed, base)."""
+    share with the memory), then the residual base mask * memory, plus
+    (1 - mask) * prior where a room prior is given (memory/room_prior.py).
+    memory and prior (N, C, h, w), mask and observed (N, h, w). Returns (memory, mask, observed, base)."""
     if gap_support is not None:
         both, mask = close_gaps(torch.cat([memory, observed[:, None]], dim=1), mask, COVERED, gap_support)
         memory, observed = both[:, :-1], both[:, -1]
-    return memory, mask, observed, memory * mask[:, None]
+    base = memory * mask[:, None]
+    if prior is not None:
+        base = base + prior * (1 - mask[:, None])
+    return memory, mask, observed, base
 
 
 def pinned_cells(mask: torch.Tensor, observed: torch.Tensor, pin: float) -> torch.Tensor:
@@ -140,14 +145,14 @@ class MemoryResidualSampler:
         self.levels = levels
 
     @torch.no_grad()
-    def __call__(self, context, memory, mask, plucker, noise, *, observed, steps: int | None = None) -> torch.Tensor:
+    def __call__(self, context, memory, mask, plucker, noise, *, observed, prior=None, steps: int | None = None) -> torch.Tensor:
         """All inputs (N, ...) at latent resolution, ``noise`` standard normal,
-        ``observed`` (N, h, w) the observed share of the memory (module
-        docstring); returns the clean latent (N, C, h, w)."""
+        ``observed`` (N, h, w) the observed share of the memory, ``prior`` the
+        room prior or None (module docstring); returns the clean latent (N, C, h, w)."""
         steps = int(steps or self.steps)
         if steps < 1:
             raise ValueError(f"denoise_steps must be >= 1, got {steps}")
-        memory, mask, observed, base = condition(memory, mask, observed, self.gap_support)
+        memory, mask, observed, base = condition(memory, mask, observed, self.gap_support, prior)
         sigmas = self.levels.schedule(steps).to(noise.device)
         x = noise * sigmas[0]
         for sigma, next_sigma in zip(sigmas[:-1], sigmas[1:]):

@@ -46,6 +46,10 @@ class TinyWorldModel(WorldModel):
         self._std = torch.tensor(cfg.latent_std, device=self.device).view(1, -1, 1, 1)
 
     @property
+    def uses_room_prior(self) -> bool:
+        return self.cfg.room_prior
+
+    @property
     def denoise_steps(self) -> int:
         return self.sampler.steps
 
@@ -84,8 +88,9 @@ class TinyWorldModel(WorldModel):
     def generate(self, request: SegmentRequest) -> Segment:
         """All K frames of a segment in one batched sampling run, as a video
         model generates a chunk: every frame is conditioned on the segment's
-        context frame, the memory warped to its own pose and its camera motion
-        relative to the context camera. The K frames share one noise draw (from
+        context frame, the memory warped to its own pose (and, for weights
+        trained with it, the memory's room prior where the warp is empty) and
+        its camera motion relative to the context camera. The K frames share one noise draw (from
         their episode's generator, a new draw each segment), which keeps
         content the memory does not pin down consistent across the segment."""
         B, K = request.batch_size, request.num_frames
@@ -100,8 +105,9 @@ class TinyWorldModel(WorldModel):
         noise = randn_per_episode((C, h, w), request.generators, B, device=self.device)[:, None].expand(B, K, C, h, w)
         mask = request.memory_mask.to(self.device).flatten(0, 1)
         observed = torch.zeros_like(mask) if request.memory_observed is None else request.memory_observed.to(self.device).flatten(0, 1)
+        prior = None if request.memory_prior is None else request.memory_prior.to(self.device).flatten(0, 1)
         latents = self.sampler(context, request.memory_latent.to(self.device).flatten(0, 1), mask, plucker, noise.flatten(0, 1),
-                               observed=observed)
+                               observed=observed, prior=prior)
         depth, static = self.estimate_geometry(latents)
         return Segment(latents=latents.unflatten(0, (B, K)), frame_index=torch.arange(K), depth=depth.unflatten(0, (B, K)),
                        static=static.unflatten(0, (B, K)))
