@@ -83,9 +83,16 @@ def denoiser_state_dict(folder) -> dict:
 
 
 def load_trained_sampler(checkpoint_dir, cfg: TinyConfig):
-    """A trained denoiser, frozen, in the sampler the env uses."""
+    """A trained denoiser, frozen, in the sampler the env uses. Sets
+    ``cfg.room_prior`` to the one it trained with, so samples made with
+    ``cfg`` give it the base it knows."""
     from ..models.tiny.networks import build_denoiser
     from ..models.tiny.world_model import make_sampler
+
+    if is_weights_folder(checkpoint_dir):
+        cfg.room_prior = weights_config(checkpoint_dir).room_prior
+    else:
+        cfg.room_prior = bool(run_args(checkpoint_dir).get("room_prior", False))
 
     unet = build_denoiser(cfg)
     unet.load_state_dict(denoiser_state_dict(checkpoint_dir))

@@ -79,7 +79,7 @@ def generated_decode_loss(vae, sampler: MemoryResidualSampler, batch: dict, cfg:
         noise = torch.randn(batch["target"].shape)
         # memory = the frame's own tokens: what the memory holds at a return
         latent = sampler(batch["context"], batch["target"], batch["mask"], batch["plucker"], noise,
-                         observed=torch.ones_like(batch["mask"]))
+                         observed=torch.ones_like(batch["mask"]), prior=batch["prior"])
     recon = vae.decode(latent * std + mean).sample
     truth = to_model(batch["rgb"])
     weight = pixel_weights(batch["mask"], cfg, generated_weight)  # (N, 1, H, W)
@@ -99,7 +99,7 @@ def main(args: DecoderArgs) -> dict:
     maker = SampleMaker(vae, geometry, cfg)
     scale = (maker.std, maker.mean)
     vae.decoder.requires_grad_(True)
-    keys = ("context", "mask", "plucker", "target")  # the memory itself is replaced by the target (see the loss)
+    keys = ("context", "mask", "prior", "plucker", "target")  # the memory itself is replaced by the target (see the loss)
 
     def trajectory_samples(rng):
         with torch.no_grad():
